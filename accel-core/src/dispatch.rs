@@ -1,0 +1,343 @@
+//! The dispatcher: the one place userspace bytes enter the core.
+//!
+//! `dispatch(file, cmd, arg, user)` applies UAPI-RULES.md rules 5-8 from the
+//! ioctl table, in this order, before any handler runs:
+//! 1. type byte, command number and direction bits -> ENOTTY;
+//! 2. the argument is exactly the size the command encodes; shorter than the
+//!    first release -> EINVAL; longer than the core's struct with non-zero
+//!    tail bytes -> E2BIG; shorter is zero-extended;
+//! 3. (commands that copy in) pad/reserved fields zero and no unknown flag bits -> EINVAL;
+//! 4. the file is open (EBADF) and its device registered (ENODEV);
+//! 5. the capability that announces the command -> EOPNOTSUPP;
+//! 6. nested arrays: count within its maximum (E2BIG), count x element size
+//!    without overflow (EOVERFLOW), copied in through [`UserMemory`] (EFAULT),
+//!    every element's pad and flag words checked (EINVAL); output arrays are
+//!    checked writable (EFAULT) so results are never lost after the handler ran.
+//!
+//! Handlers receive typed structs and typed element vectors, never bytes or
+//! pointers, and return a core [`Error`] that becomes exactly one errno.
+
+use crate::device::{Device, max};
+use crate::error::{Error, Result};
+use crate::file::File;
+use crate::query;
+use crate::user::UserMemory;
+use crate::vm::BindOp;
+use accel_uapi::flags::{BoFlags, VmBindFlags};
+use accel_uapi::ioctl::{self, Access, IoctlDesc, PtrField, StructDesc};
+use accel_uapi::types::VmBindOp;
+use accel_uapi::{Errno, sys};
+use std::os::fd::IntoRawFd;
+use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
+
+/// Dispatch one ioctl. `arg` is the caller's struct, exactly as many bytes as
+/// `cmd` encodes; nested arrays are reached through `user`.
+pub fn dispatch(file: &File, cmd: u32, arg: &mut [u8], user: &dyn UserMemory) -> Result<(), Errno> {
+    dispatch_inner(file, cmd, arg, user).map_err(|e| {
+        tracing::debug!(device = file.device().name(), cmd = format_args!("{cmd:#010x}"), "ioctl failed: {e}");
+        e.errno()
+    })
+}
+
+/// A validated call, as handlers see it.
+pub struct Call<'a> {
+    desc: &'static IoctlDesc,
+    buf: Vec<u8>,
+    inputs: Vec<Option<Vec<u8>>>,
+    outputs: Vec<Option<Vec<u8>>>,
+    counts: Vec<u32>,
+    device: &'a Device,
+}
+
+fn check_struct(desc: &StructDesc, bytes: &[u8], what: &str) -> Result<()> {
+    for z in desc.zero {
+        if bytes[z.offset..z.offset + z.size].iter().any(|b| *b != 0) {
+            return Err(Error::invalid(format!("{what}.{} must be zero", z.name)));
+        }
+    }
+    for f in desc.flags {
+        let v = u32::from_ne_bytes([bytes[f.offset], bytes[f.offset + 1], bytes[f.offset + 2], bytes[f.offset + 3]]);
+        if v & !f.valid != 0 {
+            return Err(Error::invalid(format!("{what}.{}: unknown bits {:#x}", f.name, v & !f.valid)));
+        }
+    }
+    Ok(())
+}
+
+/// The documented maximum element count of a nested array.
+fn array_max(dev: &Device, desc: &IoctlDesc, p: &PtrField) -> u32 {
+    match (desc.name, p.name) {
+        ("ACCEL_IOCTL_DEVICE_QUERY", _) => max::QUERY_BYTES,
+        ("ACCEL_IOCTL_VM_BIND", "ops_ptr") => max::VM_BIND_OPS,
+        ("ACCEL_IOCTL_SUBMIT", "chunks_ptr") => max::SUBMIT_CHUNKS,
+        ("ACCEL_IOCTL_VM_BIND" | "ACCEL_IOCTL_SUBMIT", _) => max::SYNCS,
+        ("ACCEL_IOCTL_CQ_POLL", _) => dev.limits.max_cqe,
+        ("ACCEL_IOCTL_POST_SEND" | "ACCEL_IOCTL_POST_RECV", "sges_ptr") => {
+            max::POST_WRS.saturating_mul(dev.limits.max_sge)
+        }
+        ("ACCEL_IOCTL_POST_SEND" | "ACCEL_IOCTL_POST_RECV", _) => max::POST_WRS,
+        _ => max::SYNCOBJ_WAIT,
+    }
+}
+
+fn dispatch_inner(file: &File, cmd: u32, arg: &mut [u8], user: &dyn UserMemory) -> Result<()> {
+    // 1. identity
+    let d = ioctl::decode(cmd);
+    let desc = match ioctl::by_nr(d.nr) {
+        Some(desc) if d.ty == ioctl::IOCTL_TYPE && d.dir == desc.dir as u32 => desc,
+        _ => return Err(Error::UnknownIoctl { cmd }),
+    };
+    // 2. size
+    if arg.len() != d.size {
+        return Err(Error::invalid(format!("argument is {} bytes but {cmd:#010x} encodes {}", arg.len(), d.size)));
+    }
+    if d.size < desc.min_size {
+        return Err(Error::invalid(format!(
+            "{}: {} bytes is shorter than version 1 ({})",
+            desc.name, d.size, desc.min_size
+        )));
+    }
+    let core_size = desc.arg.size;
+    let n = d.size.min(core_size);
+    let mut buf = vec![0u8; core_size];
+    if desc.dir.copies_in() {
+        if arg[core_size.min(d.size)..].iter().any(|b| *b != 0) {
+            return Err(Error::TooBig(format!("{}: non-zero bytes past the {core_size} this core knows", desc.name)));
+        }
+        buf[..n].copy_from_slice(&arg[..n]);
+        // 3. reserved fields and flags
+        check_struct(desc.arg, &buf, desc.arg.name)?;
+    }
+    // 4. file and device
+    file.check()?;
+    let device = file.device();
+    // 5. capability
+    if !device.caps().contains(desc.cap) {
+        return Err(Error::NotSupported(format!("{} needs {:?}", desc.name, desc.cap)));
+    }
+    // 6. nested arrays
+    let mut inputs = Vec::with_capacity(desc.ptrs.len());
+    let mut counts = Vec::with_capacity(desc.ptrs.len());
+    for p in desc.ptrs {
+        let (ptr, count) = p.read(&buf).ok_or_else(|| Error::invalid("pointer field outside the struct"))?;
+        counts.push(count);
+        if count == 0 || ptr == 0 {
+            inputs.push(None);
+            continue;
+        }
+        let limit = array_max(device, desc, p);
+        if count > limit {
+            return Err(Error::TooBig(format!("{}.{} = {count} > {limit}", desc.name, p.count_name)));
+        }
+        let bytes = (count as usize)
+            .checked_mul(p.elem.size)
+            .ok_or_else(|| Error::Overflow(format!("{}.{} x {}", desc.name, p.count_name, p.elem.size)))?;
+        match p.access {
+            Access::In => {
+                let mut v = vec![0u8; bytes];
+                user.copy_in(ptr, &mut v).map_err(|_| Error::Fault { addr: ptr, len: bytes as u64 })?;
+                for (i, e) in v.chunks_exact(p.elem.size).enumerate() {
+                    check_struct(p.elem, e, &format!("{}[{i}]", p.name))?;
+                }
+                inputs.push(Some(v));
+            }
+            Access::Out => {
+                user.check_writable(ptr, bytes).map_err(|_| Error::Fault { addr: ptr, len: bytes as u64 })?;
+                inputs.push(None);
+            }
+        }
+    }
+    let mut call = Call { desc, buf, inputs, outputs: vec![None; desc.ptrs.len()], counts, device };
+    handle(file, &mut call)?;
+    // Results: arrays first (checked writable above), then the struct.
+    for (i, p) in desc.ptrs.iter().enumerate() {
+        if let Some(out) = &call.outputs[i] {
+            let (ptr, _) = p.read(&call.buf).ok_or_else(|| Error::invalid("pointer field outside the struct"))?;
+            user.copy_out(ptr, out).map_err(|_| Error::Fault { addr: ptr, len: out.len() as u64 })?;
+        }
+    }
+    if desc.dir.copies_out() {
+        arg[..n].copy_from_slice(&call.buf[..n]);
+        // A caller built against a newer header sees zeros in fields this core lacks.
+        arg[n..].fill(0);
+    }
+    Ok(())
+}
+
+impl Call<'_> {
+    /// The argument struct.
+    pub fn arg<T: FromBytes + KnownLayout + Immutable>(&self) -> Result<T> {
+        T::read_from_bytes(&self.buf).map_err(|_| Error::invalid("argument layout mismatch"))
+    }
+
+    /// Replace the argument struct (copied back for R/RW commands).
+    pub fn set_arg<T: IntoBytes + Immutable>(&mut self, v: &T) {
+        let b = v.as_bytes();
+        let n = b.len().min(self.buf.len());
+        self.buf[..n].copy_from_slice(&b[..n]);
+    }
+
+    /// The elements of input array `i` (empty when its count is 0); EFAULT when
+    /// the count is non-zero but the pointer is 0.
+    pub fn input<E: FromBytes + Immutable>(&self, i: usize) -> Result<Vec<E>> {
+        match self.inputs.get(i) {
+            Some(Some(bytes)) => {
+                Ok(bytes.chunks_exact(size_of::<E>()).filter_map(|c| E::read_from_bytes(c).ok()).collect())
+            }
+            _ if self.counts.get(i).copied().unwrap_or(0) == 0 => Ok(Vec::new()),
+            _ => Err(Error::Fault { addr: 0, len: 0 }),
+        }
+    }
+
+    /// Set output array `i`, truncated to its count.
+    pub fn output<E: IntoBytes + Immutable>(&mut self, i: usize, data: &[E]) {
+        let max = self.counts.get(i).copied().unwrap_or(0) as usize * self.desc.ptrs.get(i).map_or(0, |p| p.elem.size);
+        let b = data.as_bytes();
+        self.outputs[i] = Some(b[..b.len().min(max)].to_vec());
+    }
+}
+
+fn handle(file: &File, call: &mut Call<'_>) -> Result<()> {
+    match call.desc.nr {
+        0x00 => {
+            let v = sys::accel_version {
+                major: accel_uapi::ABI_VERSION.0,
+                minor: accel_uapi::ABI_VERSION.1,
+                pad: 0,
+                caps: call.device.caps().bits(),
+            };
+            call.set_arg(&v);
+            Ok(())
+        }
+        0x01 => {
+            let mut q: sys::accel_device_query = call.arg()?;
+            let result = query::build(call.device, q.query_id)?;
+            let len = u32::try_from(result.len()).map_err(|_| Error::Overflow("query result".into()))?;
+            if q.size != 0 {
+                if q.size < len {
+                    return Err(Error::invalid(format!("query buffer of {} bytes < {len}", q.size)));
+                }
+                if q.data_ptr == 0 {
+                    return Err(Error::Fault { addr: 0, len: u64::from(len) });
+                }
+                call.output(0, &result);
+            }
+            q.size = len;
+            call.set_arg(&q);
+            Ok(())
+        }
+        0x10 => {
+            let mut a: sys::accel_context_create = call.arg()?;
+            a.ctx_id = file.context_create()?;
+            call.set_arg(&a);
+            Ok(())
+        }
+        0x11 => {
+            let a: sys::accel_context_destroy = call.arg()?;
+            file.context_destroy(a.ctx_id)
+        }
+        0x20 => {
+            let mut a: sys::accel_bo_create = call.arg()?;
+            let flags = BoFlags::from_bits_retain(a.flags);
+            a.handle = file.bo_create(a.size, a.region, flags)?;
+            call.set_arg(&a);
+            Ok(())
+        }
+        0x21 => {
+            let a: sys::accel_bo_close = call.arg()?;
+            file.bo_close(a.handle)
+        }
+        0x22 => {
+            let mut a: sys::accel_bo_info = call.arg()?;
+            let bo = file.bo(a.handle)?;
+            a.size = bo.size;
+            a.region = bo.region;
+            a.flags = bo.flags.bits();
+            call.set_arg(&a);
+            Ok(())
+        }
+        0x23 => {
+            let mut a: sys::accel_bo_mmap_offset = call.arg()?;
+            a.offset = file.bo_mmap_offset(a.handle)?;
+            call.set_arg(&a);
+            Ok(())
+        }
+        0x24 => {
+            let mut a: sys::accel_bo_export = call.arg()?;
+            a.fd = file.bo_export(a.handle)?.into_raw_fd();
+            call.set_arg(&a);
+            Ok(())
+        }
+        0x25 => {
+            let mut a: sys::accel_bo_import = call.arg()?;
+            let (h, size) = file.bo_import(a.fd)?;
+            a.handle = h;
+            a.size = size;
+            call.set_arg(&a);
+            Ok(())
+        }
+        0x26 => vm_bind(file, call),
+        _ => Err(Error::NotSupported(format!("{} is not implemented by this core", call.desc.name))),
+    }
+}
+
+fn aligned(v: u64, page: u64) -> bool {
+    v & (page - 1) == 0
+}
+
+fn vm_bind(file: &File, call: &mut Call<'_>) -> Result<()> {
+    let a: sys::accel_vm_bind = call.arg()?;
+    let ctx = file.context(a.ctx_id)?;
+    if a.num_in_syncs != 0 || a.num_out_syncs != 0 {
+        return Err(Error::NotSupported("VM_BIND syncobjs need ACCEL_CAP_SYNCOBJ".into()));
+    }
+    if a.num_ops == 0 {
+        return Err(Error::invalid("VM_BIND without ops"));
+    }
+    let raw: Vec<sys::accel_vm_bind_op> = call.input(0)?;
+    let dev = call.device;
+    let layout = &dev.layout;
+    let mut ops = Vec::with_capacity(raw.len());
+    for (i, op) in raw.iter().enumerate() {
+        let kind = VmBindOp::try_from(op.op).map_err(|e| Error::invalid(format!("ops[{i}]: {e}")))?;
+        let end = op.va.checked_add(op.range).ok_or_else(|| Error::invalid(format!("ops[{i}]: va + range wraps")))?;
+        if op.range == 0 {
+            return Err(Error::invalid(format!("ops[{i}]: range 0")));
+        }
+        if op.va < layout.range.start || end > layout.range.end {
+            return Err(Error::invalid(format!("ops[{i}]: {:#x}..{end:#x} outside the VA range", op.va)));
+        }
+        if op.va < layout.reserved.end && end > layout.reserved.start {
+            return Err(Error::invalid(format!("ops[{i}]: {:#x}..{end:#x} overlaps the reserved range", op.va)));
+        }
+        match kind {
+            VmBindOp::Map => {
+                let perms = VmBindFlags::from_bits_retain(op.flags);
+                if perms.is_empty() {
+                    return Err(Error::invalid(format!("ops[{i}]: MAP without permissions")));
+                }
+                let bo = file.bo(op.handle)?;
+                let page = dev.region(bo.region).map_or(4096, |r| r.min_page());
+                if !aligned(op.va, page) || !aligned(op.range, page) || !aligned(op.bo_offset, page) {
+                    return Err(Error::invalid(format!("ops[{i}]: not aligned to {page:#x}")));
+                }
+                let bo_end = op.bo_offset.checked_add(op.range);
+                if bo_end.is_none_or(|e| e > bo.size) {
+                    return Err(Error::invalid(format!("ops[{i}]: BO range past its {} bytes", bo.size)));
+                }
+                ops.push(BindOp::Map { range: op.va..end, bo, offset: op.bo_offset, perms });
+            }
+            VmBindOp::Unmap => {
+                if op.flags != 0 || op.handle != 0 || op.bo_offset != 0 {
+                    return Err(Error::invalid(format!("ops[{i}]: UNMAP with flags, handle or bo_offset")));
+                }
+                let page = dev.min_page();
+                if !aligned(op.va, page) || !aligned(op.range, page) {
+                    return Err(Error::invalid(format!("ops[{i}]: not aligned to {page:#x}")));
+                }
+                ops.push(BindOp::Unmap { range: op.va..end });
+            }
+        }
+    }
+    ctx.bind(ops)
+}

@@ -1,0 +1,364 @@
+//! One open of a device: its handle tables, quota and the typed operations
+//! behind the ioctls. Nothing here reads user bytes: the dispatcher has
+//! already turned them into validated values.
+//!
+//! Locking: `File::state` guards the handle tables and is held only for
+//! table updates, never across a driver call. Closing a file (explicitly or by
+//! dropping the last reference) releases everything it owns in dependency
+//! order: contexts (their VM mappings, then page tables), then BO handles.
+
+use crate::bo::Bo;
+use crate::device::Device;
+use crate::error::{Error, Result};
+use crate::handle::HandleTable;
+use crate::stats::Counters;
+use crate::vm::{BindOp, Context};
+use accel_uapi::flags::BoFlags;
+use parking_lot::Mutex;
+use std::collections::HashMap;
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+/// Per-file limits.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Quota {
+    /// Bytes of BOs a file may have created and not closed (ENOMEM past it).
+    pub max_bytes: u64,
+    /// Handles of all kinds (ENOSPC past it).
+    pub max_handles: u32,
+}
+
+impl Default for Quota {
+    fn default() -> Self {
+        Quota { max_bytes: 16 << 30, max_handles: 1 << 20 }
+    }
+}
+
+struct State {
+    contexts: HandleTable<Arc<Context>>,
+    bos: HandleTable<Arc<Bo>>,
+    /// BO identity -> handle, so importing a BO the file already has returns the same handle.
+    bo_handles: HashMap<usize, u32>,
+    /// Bytes charged to this file per BO handle it created.
+    charged: HashMap<u32, u64>,
+    bytes: u64,
+}
+
+impl State {
+    fn handles(&self) -> usize {
+        self.contexts.len() + self.bos.len()
+    }
+}
+
+/// One open of a device.
+pub struct File {
+    device: Arc<Device>,
+    quota: Quota,
+    closed: AtomicBool,
+    state: Mutex<State>,
+}
+
+impl std::fmt::Debug for File {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("File").field("device", &self.device.name()).finish_non_exhaustive()
+    }
+}
+
+fn bo_key(bo: &Arc<Bo>) -> usize {
+    Arc::as_ptr(bo) as usize
+}
+
+impl File {
+    pub(crate) fn new(device: Arc<Device>, quota: Quota) -> Arc<File> {
+        Counters::add(&device.counters.files, 1);
+        Arc::new(File {
+            device,
+            quota,
+            closed: AtomicBool::new(false),
+            state: Mutex::new(State {
+                contexts: HandleTable::new("context"),
+                bos: HandleTable::new("bo"),
+                bo_handles: HashMap::new(),
+                charged: HashMap::new(),
+                bytes: 0,
+            }),
+        })
+    }
+
+    /// The device.
+    pub fn device(&self) -> &Arc<Device> {
+        &self.device
+    }
+
+    /// The quota of this file.
+    pub fn quota(&self) -> Quota {
+        self.quota
+    }
+
+    /// Fails with EBADF once closed and ENODEV once the device is gone.
+    pub(crate) fn check(&self) -> Result<()> {
+        if self.closed.load(Ordering::Acquire) {
+            return Err(Error::Closed);
+        }
+        self.device.check_alive()
+    }
+
+    /// Insert under the quota. On failure the object comes back with the
+    /// error, so the caller can drop it (which may call the driver) after
+    /// releasing the state lock.
+    fn insert_handle<T>(
+        &self,
+        st: &mut State,
+        table: impl FnOnce(&mut State) -> &mut HandleTable<T>,
+        v: T,
+    ) -> Result<u32, (Error, T)> {
+        if st.handles() >= self.quota.max_handles as usize {
+            return Err((Error::NoSpace(format!("file handle quota of {} reached", self.quota.max_handles)), v));
+        }
+        let h = table(st).insert(v)?;
+        Counters::add(&self.device.counters.handles, 1);
+        Ok(h)
+    }
+
+    /// Create a context.
+    pub fn context_create(&self) -> Result<u32> {
+        self.check()?;
+        {
+            let st = self.state.lock();
+            if st.handles() >= self.quota.max_handles as usize {
+                return Err(Error::NoSpace(format!("file handle quota of {} reached", self.quota.max_handles)));
+            }
+        }
+        let ctx = Context::create(self.device.clone())?;
+        let mut st = self.state.lock();
+        if let Err(e) = self.check() {
+            drop(st);
+            drop(ctx);
+            return Err(e);
+        }
+        let r = self.insert_handle(&mut st, |s| &mut s.contexts, ctx);
+        drop(st);
+        r.map_err(|(e, ctx)| {
+            drop(ctx);
+            e
+        })
+    }
+
+    /// Destroy a context (its mappings go with it).
+    pub fn context_destroy(&self, h: u32) -> Result<()> {
+        self.check()?;
+        let ctx = self.state.lock().contexts.remove(h)?;
+        Counters::add(&self.device.counters.handles, -1);
+        drop(ctx);
+        Ok(())
+    }
+
+    /// A context by handle.
+    pub fn context(&self, h: u32) -> Result<Arc<Context>> {
+        self.check()?;
+        self.state.lock().contexts.get(h).cloned()
+    }
+
+    /// A BO by handle.
+    pub fn bo(&self, h: u32) -> Result<Arc<Bo>> {
+        self.check()?;
+        self.state.lock().bos.get(h).cloned()
+    }
+
+    /// Create a BO; returns its handle.
+    pub fn bo_create(&self, size: u64, region: u32, flags: BoFlags) -> Result<u32> {
+        self.check()?;
+        let dev = &self.device;
+        let r = dev.region(region).ok_or_else(|| Error::invalid(format!("no memory region {region}")))?;
+        if size == 0 {
+            return Err(Error::invalid("BO size 0"));
+        }
+        if size > dev.limits.max_bo_size {
+            return Err(Error::TooBig(format!("BO of {size} bytes (max {})", dev.limits.max_bo_size)));
+        }
+        if flags.contains(BoFlags::CPU_VISIBLE) && !r.cpu_visible {
+            return Err(Error::invalid(format!("region {region} is not CPU-visible")));
+        }
+        let page = r.min_page();
+        let size = size.checked_next_multiple_of(page).ok_or_else(|| Error::Overflow("BO size".into()))?;
+        {
+            let mut st = self.state.lock();
+            if st.handles() >= self.quota.max_handles as usize {
+                return Err(Error::NoSpace(format!("file handle quota of {} reached", self.quota.max_handles)));
+            }
+            if st.bytes.saturating_add(size) > self.quota.max_bytes {
+                return Err(Error::NoMemory(format!(
+                    "file memory quota: {} + {size} bytes > {}",
+                    st.bytes, self.quota.max_bytes
+                )));
+            }
+            st.bytes += size; // reserved; returned on failure below
+        }
+        let alloc = match dev.driver.alloc(region, size) {
+            Ok(a) => a,
+            Err(e) => {
+                self.state.lock().bytes -= size;
+                return Err(e.into());
+            }
+        };
+        let bo = Bo::new(dev.clone(), alloc, flags | BoFlags::ZEROED);
+        let mut st = self.state.lock();
+        let key = bo_key(&bo);
+        match self.insert_handle(&mut st, |s| &mut s.bos, bo) {
+            Ok(h) => {
+                st.bo_handles.insert(key, h);
+                st.charged.insert(h, size);
+                Ok(h)
+            }
+            Err((e, bo)) => {
+                st.bytes -= size;
+                drop(st);
+                drop(bo); // frees through the driver, outside the lock
+                Err(e)
+            }
+        }
+    }
+
+    /// Close a BO handle.
+    pub fn bo_close(&self, h: u32) -> Result<()> {
+        self.check()?;
+        let mut st = self.state.lock();
+        let bo = st.bos.remove(h)?;
+        st.bo_handles.remove(&bo_key(&bo));
+        if let Some(bytes) = st.charged.remove(&h) {
+            st.bytes -= bytes;
+        }
+        drop(st);
+        Counters::add(&self.device.counters.handles, -1);
+        drop(bo);
+        Ok(())
+    }
+
+    /// The mmap offset of a CPU-visible BO (stable for the BO's life).
+    pub fn bo_mmap_offset(&self, h: u32) -> Result<u64> {
+        let bo = self.bo(h)?;
+        if !bo.flags.contains(BoFlags::CPU_VISIBLE) || bo.host().is_none() {
+            return Err(Error::invalid(format!("BO {h} is not CPU-visible")));
+        }
+        let mut off = bo.mmap_offset.lock();
+        if let Some(o) = *off {
+            return Ok(o);
+        }
+        let o = self.device.alloc_mmap_offset(bo.size)?;
+        self.device.mmap_bos.lock().insert(o, Arc::downgrade(&bo));
+        *off = Some(o);
+        Ok(o)
+    }
+
+    /// The BO behind an mmap offset, if this file holds a handle to it.
+    pub fn bo_by_mmap_offset(&self, offset: u64) -> Result<Arc<Bo>> {
+        self.check()?;
+        let bo = self
+            .device
+            .mmap_bos
+            .lock()
+            .get(&offset)
+            .and_then(|w| w.upgrade())
+            .ok_or_else(|| Error::invalid(format!("no BO at mmap offset {offset:#x}")))?;
+        if !self.state.lock().bo_handles.contains_key(&bo_key(&bo)) {
+            return Err(Error::NotPermitted(format!("mmap offset {offset:#x} names a BO this file has no handle to")));
+        }
+        Ok(bo)
+    }
+
+    /// Export a BO: a new descriptor (a dup of its memfd) the caller owns.
+    pub fn bo_export(&self, h: u32) -> Result<OwnedFd> {
+        let bo = self.bo(h)?;
+        let host = bo.host().ok_or_else(|| Error::NotSupported("export of memory without a host view".into()))?;
+        let fd = nix::unistd::dup(host.fd()).map_err(|e| Error::NoSpace(format!("dup: {e}")))?;
+        nix::fcntl::fcntl(&fd, nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC))
+            .map_err(|e| Error::NoSpace(format!("fcntl: {e}")))?;
+        let key = fd_key(fd.as_raw_fd())?;
+        let mut ek = bo.export_key.lock();
+        if ek.is_none() {
+            self.device.exports.lock().insert(key, Arc::downgrade(&bo));
+            Counters::add(&self.device.counters.exports, 1);
+            *ek = Some(key);
+        }
+        Ok(fd)
+    }
+
+    /// Import an exported BO; the same handle if this file already has it.
+    pub fn bo_import(&self, fd: RawFd) -> Result<(u32, u64)> {
+        self.check()?;
+        let key = fd_key(fd)?;
+        let bo = self.device.exports.lock().get(&key).and_then(|w| w.upgrade()).ok_or(Error::BadFd(fd))?;
+        let mut st = self.state.lock();
+        if let Some(h) = st.bo_handles.get(&bo_key(&bo)) {
+            return Ok((*h, bo.size));
+        }
+        let size = bo.size;
+        let key = bo_key(&bo);
+        match self.insert_handle(&mut st, |s| &mut s.bos, bo) {
+            Ok(h) => {
+                st.bo_handles.insert(key, h);
+                Ok((h, size))
+            }
+            Err((e, bo)) => {
+                drop(st);
+                drop(bo);
+                Err(e)
+            }
+        }
+    }
+
+    /// Apply VM_BIND ops to a context.
+    pub fn vm_bind(&self, ctx: u32, ops: Vec<BindOp>) -> Result<()> {
+        let ctx = self.context(ctx)?;
+        ctx.bind(ops)
+    }
+
+    /// Close the file: release everything it owns. Idempotent.
+    pub fn close(&self) {
+        if self.closed.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let (contexts, bos) = {
+            let mut st = self.state.lock();
+            st.bo_handles.clear();
+            st.charged.clear();
+            st.bytes = 0;
+            (st.contexts.drain(), st.bos.drain())
+        };
+        let n = (contexts.len() + bos.len()) as i64;
+        // Dependency order: contexts (their mappings hold BO references) first.
+        drop(contexts);
+        drop(bos);
+        Counters::add(&self.device.counters.handles, -n);
+        Counters::add(&self.device.counters.files, -1);
+    }
+
+    /// Whether the file was closed.
+    pub fn is_closed(&self) -> bool {
+        self.closed.load(Ordering::Acquire)
+    }
+}
+
+impl Drop for File {
+    fn drop(&mut self) {
+        self.close();
+    }
+}
+
+/// (st_dev, st_ino) of a descriptor; EBADF if it is not one.
+fn fd_key(fd: RawFd) -> Result<(u64, u64)> {
+    if fd < 0 {
+        return Err(Error::BadFd(fd));
+    }
+    let mut st = std::mem::MaybeUninit::<nix::libc::stat>::uninit();
+    // SAFETY: fstat writes a struct stat into st on success and only reads fd;
+    // an fd that is not open yields EBADF without side effects.
+    let rc = unsafe { nix::libc::fstat(fd, st.as_mut_ptr()) };
+    if rc != 0 {
+        return Err(Error::BadFd(fd));
+    }
+    // SAFETY: fstat returned 0, so it initialised st.
+    let st = unsafe { st.assume_init() };
+    Ok((st.st_dev, st.st_ino))
+}

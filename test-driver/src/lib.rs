@@ -1,0 +1,362 @@
+//! # test-driver: the accel mock backend
+//!
+//! A software device for CI and conformance runs: configurable (memory
+//! sizes, page sizes, engine counts, ports, context limit), deterministic,
+//! with fault injection, and host memory standing in for device memory. It is
+//! also the worked example of `docs/writing-a-backend.md`: everything a real
+//! driver does through its hardware, the mock does in plain data structures.
+//!
+//! - Memory: two regions (0 = host, 1 = device), each managed by the core's
+//!   [`RangeAllocator`]; every allocation is backed by its own memfd
+//!   ([`HostMemory`]) so it can be mmapped and exported.
+//! - Page tables: one [`IntervalMap`] per context, updated all-or-nothing,
+//!   with a configurable entry budget (ENOMEM past it).
+//! - Fault injection: fail the Nth allocation.
+//! - Counters ([`MockStats`]) prove that the core frees everything exactly once.
+
+use accel_core::driver::{Allocation, DeviceInfo, EngineInfo, Limits, PortInfo, RegionInfo, VaLayout, VmId, VmUpdate};
+use accel_core::{Driver, DriverError, HostMemory, IntervalMap, RangeAllocator, Splittable};
+use accel_uapi::flags::{Caps, VmBindFlags};
+use accel_uapi::types::{EngineClass, MemRegionKind, Mtu, PortState};
+use parking_lot::Mutex;
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+
+/// PCI vendor id the mock reports (a value no real vendor uses).
+pub const MOCK_VENDOR_ID: u32 = 0x1dea;
+/// Device id the mock reports.
+pub const MOCK_DEVICE_ID: u32 = 0x0001;
+/// Region id of host memory.
+pub const REGION_HOST: u32 = 0;
+/// Region id of (simulated) device memory.
+pub const REGION_DEVICE: u32 = 1;
+
+/// How the mock device looks.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MockConfig {
+    /// Bytes of the host region.
+    pub host_memory: u64,
+    /// Bytes of the device region (0 = no device region).
+    pub device_memory: u64,
+    /// Supported page sizes (bit n = 2^n bytes); the smallest is the BO granule.
+    pub page_sizes: u64,
+    /// Compute engines.
+    pub compute_engines: u32,
+    /// Copy engines.
+    pub copy_engines: u32,
+    /// Fabric ports.
+    pub ports: u32,
+    /// Contexts per device.
+    pub max_contexts: u32,
+    /// Page-table entries across all contexts (ENOMEM past it).
+    pub max_mappings: u64,
+    /// Largest BO.
+    pub max_bo_size: u64,
+    /// Fail the Nth allocation (1-based) with ENOMEM.
+    pub fail_alloc_at: Option<u64>,
+    /// Distinguishes devices: the last byte of the port GIDs.
+    pub node_id: u8,
+}
+
+impl Default for MockConfig {
+    fn default() -> Self {
+        MockConfig {
+            host_memory: 1 << 30,
+            device_memory: 1 << 30,
+            page_sizes: (1 << 12) | (1 << 21),
+            compute_engines: 2,
+            copy_engines: 1,
+            ports: 2,
+            max_contexts: 16,
+            max_mappings: 1 << 22,
+            max_bo_size: 256 << 20,
+            fail_alloc_at: None,
+            node_id: 1,
+        }
+    }
+}
+
+/// Base device address of each region (only for reporting; memory is host memory).
+const REGION_BASE: [u64; 2] = [0x0000_1000_0000_0000, 0x0000_2000_0000_0000];
+
+/// The mock's VA window: 48 bits, the first 1 MiB never mappable, the top 4 GiB reserved for the core.
+pub const VA_START: u64 = 1 << 20;
+/// End of the VA window.
+pub const VA_END: u64 = 1 << 48;
+/// Start of the reserved VA range.
+pub const VA_RESERVED_START: u64 = VA_END - (4 << 30);
+
+/// One page-table entry range.
+#[derive(Clone, Debug)]
+pub struct Pte {
+    /// Backing memory.
+    pub host: Arc<HostMemory>,
+    /// Offset in the backing memory of the range start.
+    pub offset: u64,
+    /// Permissions.
+    pub perms: VmBindFlags,
+}
+
+impl Splittable for Pte {
+    fn tail(&self, delta: u64) -> Self {
+        Pte { host: self.host.clone(), offset: self.offset + delta, perms: self.perms }
+    }
+}
+
+/// Live-resource counters of the mock.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct MockStats {
+    /// Allocations not yet freed.
+    pub live_allocs: i64,
+    /// Bytes not yet freed.
+    pub live_bytes: i64,
+    /// Page tables not yet destroyed.
+    pub live_vms: i64,
+    /// Page-table entry ranges.
+    pub live_ptes: i64,
+    /// Frees of memory that was not allocated (must stay 0).
+    pub bad_frees: i64,
+    /// Page-table updates the core should never have sent (must stay 0).
+    pub bad_updates: i64,
+}
+
+/// The mock device.
+pub struct MockDriver {
+    cfg: MockConfig,
+    regions: Vec<(RegionInfo, Mutex<RangeAllocator>)>,
+    vms: Mutex<HashMap<u64, IntervalMap<Pte>>>,
+    next_vm: AtomicU64,
+    alloc_calls: AtomicU64,
+    live_allocs: AtomicI64,
+    live_bytes: AtomicI64,
+    live_vms: AtomicI64,
+    live_ptes: AtomicI64,
+    bad_frees: AtomicI64,
+    bad_updates: AtomicI64,
+}
+
+impl std::fmt::Debug for MockDriver {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MockDriver").field("cfg", &self.cfg).finish_non_exhaustive()
+    }
+}
+
+impl MockDriver {
+    /// A mock device with `cfg`.
+    pub fn new(cfg: MockConfig) -> Arc<MockDriver> {
+        let granule = 1u64 << cfg.page_sizes.trailing_zeros().min(63);
+        let mut regions = Vec::new();
+        for (id, kind, size) in [
+            (REGION_HOST, MemRegionKind::Host, cfg.host_memory),
+            (REGION_DEVICE, MemRegionKind::Device, cfg.device_memory),
+        ] {
+            if size == 0 {
+                continue;
+            }
+            let info = RegionInfo { id, kind, size, page_sizes: cfg.page_sizes, cpu_visible: true };
+            regions.push((info, Mutex::new(RangeAllocator::new(REGION_BASE[id as usize], size, granule))));
+        }
+        Arc::new(MockDriver {
+            cfg,
+            regions,
+            vms: Mutex::new(HashMap::new()),
+            next_vm: AtomicU64::new(1),
+            alloc_calls: AtomicU64::new(0),
+            live_allocs: AtomicI64::new(0),
+            live_bytes: AtomicI64::new(0),
+            live_vms: AtomicI64::new(0),
+            live_ptes: AtomicI64::new(0),
+            bad_frees: AtomicI64::new(0),
+            bad_updates: AtomicI64::new(0),
+        })
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &MockConfig {
+        &self.cfg
+    }
+
+    /// Counters.
+    pub fn stats(&self) -> MockStats {
+        let r = |a: &AtomicI64| a.load(Ordering::Relaxed);
+        MockStats {
+            live_allocs: r(&self.live_allocs),
+            live_bytes: r(&self.live_bytes),
+            live_vms: r(&self.live_vms),
+            live_ptes: r(&self.live_ptes),
+            bad_frees: r(&self.bad_frees),
+            bad_updates: r(&self.bad_updates),
+        }
+    }
+
+    /// What context `vm` maps at `va`: backing memory, offset of `va` in it, permissions.
+    pub fn translate(&self, vm: VmId, va: u64) -> Option<(Arc<HostMemory>, u64, VmBindFlags)> {
+        let vms = self.vms.lock();
+        let (r, pte) = vms.get(&vm.0)?.lookup(va)?;
+        Some((pte.host.clone(), pte.offset + (va - r.start), pte.perms))
+    }
+
+    fn region(&self, id: u32) -> Option<&(RegionInfo, Mutex<RangeAllocator>)> {
+        self.regions.iter().find(|(r, _)| r.id == id)
+    }
+}
+
+impl Driver for MockDriver {
+    fn info(&self) -> DeviceInfo {
+        DeviceInfo { vendor_id: MOCK_VENDOR_ID, device_id: MOCK_DEVICE_ID, revision: 1, driver_name: "mock".into() }
+    }
+
+    fn caps(&self) -> Caps {
+        Caps::MEMORY | Caps::BO_SHARE
+    }
+
+    fn limits(&self) -> Limits {
+        Limits {
+            max_contexts: self.cfg.max_contexts,
+            max_queues_per_context: 64,
+            max_bo_size: self.cfg.max_bo_size,
+            max_queue_depth: 1024,
+            default_job_timeout_ns: 5_000_000_000,
+            max_cqe: 65536,
+            max_qp_wr: 16384,
+            max_sge: 16,
+            max_msg_size: 1 << 30,
+        }
+    }
+
+    fn regions(&self) -> Vec<RegionInfo> {
+        self.regions.iter().map(|(r, _)| r.clone()).collect()
+    }
+
+    fn engines(&self) -> Vec<EngineInfo> {
+        [(EngineClass::Compute, self.cfg.compute_engines), (EngineClass::Copy, self.cfg.copy_engines)]
+            .into_iter()
+            .filter(|(_, n)| *n > 0)
+            .map(|(class, count)| EngineInfo { class, count })
+            .collect()
+    }
+
+    fn ports(&self) -> Vec<PortInfo> {
+        (1..=self.cfg.ports)
+            .map(|p| {
+                // IPv4-mapped GID ::ffff:10.0.<port>.<node>.
+                let mut gid = [0u8; 16];
+                gid[10] = 0xff;
+                gid[11] = 0xff;
+                gid[12] = 10;
+                gid[14] = p as u8;
+                gid[15] = self.cfg.node_id;
+                PortInfo {
+                    port_num: p,
+                    state: PortState::Active,
+                    max_mtu: Mtu::Mtu4096,
+                    active_mtu: Mtu::Mtu4096,
+                    gid,
+                    speed_mbps: 100_000,
+                }
+            })
+            .collect()
+    }
+
+    fn va_layout(&self) -> VaLayout {
+        VaLayout { range: VA_START..VA_END, reserved: VA_RESERVED_START..VA_END }
+    }
+
+    fn region_used(&self, region: u32) -> u64 {
+        self.region(region).map_or(0, |(_, a)| a.lock().used())
+    }
+
+    fn alloc(&self, region: u32, size: u64) -> Result<Allocation, DriverError> {
+        let n = self.alloc_calls.fetch_add(1, Ordering::Relaxed) + 1;
+        if self.cfg.fail_alloc_at == Some(n) {
+            return Err(DriverError::OutOfMemory);
+        }
+        let (info, alloc) = self.region(region).ok_or_else(|| DriverError::Invalid(format!("region {region}")))?;
+        let addr = alloc.lock().alloc(size, info.min_page()).ok_or(DriverError::OutOfMemory)?;
+        let host = match HostMemory::new("accel-mock-bo", size) {
+            Ok(h) => Arc::new(h),
+            Err(_) => {
+                alloc.lock().free(addr, size);
+                return Err(DriverError::OutOfMemory);
+            }
+        };
+        self.live_allocs.fetch_add(1, Ordering::Relaxed);
+        self.live_bytes.fetch_add(size as i64, Ordering::Relaxed);
+        Ok(Allocation { region, addr, size, host: Some(host) })
+    }
+
+    fn free(&self, a: Allocation) {
+        let ok = self.region(a.region).is_some_and(|(_, alloc)| alloc.lock().free(a.addr, a.size));
+        if ok {
+            self.live_allocs.fetch_sub(1, Ordering::Relaxed);
+            self.live_bytes.fetch_sub(a.size as i64, Ordering::Relaxed);
+        } else {
+            self.bad_frees.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    fn vm_create(&self) -> Result<VmId, DriverError> {
+        let id = self.next_vm.fetch_add(1, Ordering::Relaxed);
+        self.vms.lock().insert(id, IntervalMap::new());
+        self.live_vms.fetch_add(1, Ordering::Relaxed);
+        Ok(VmId(id))
+    }
+
+    fn vm_destroy(&self, vm: VmId) {
+        if let Some(pt) = self.vms.lock().remove(&vm.0) {
+            self.live_vms.fetch_sub(1, Ordering::Relaxed);
+            if !pt.is_empty() {
+                // The core unmaps everything before destroying a VM.
+                self.bad_updates.fetch_add(1, Ordering::Relaxed);
+                self.live_ptes.fetch_sub(pt.len() as i64, Ordering::Relaxed);
+            }
+        } else {
+            self.bad_updates.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    fn vm_bind(&self, vm: VmId, updates: &[VmUpdate<'_>]) -> Result<(), DriverError> {
+        let mut vms = self.vms.lock();
+        let pt = vms.get_mut(&vm.0).ok_or_else(|| DriverError::Invalid(format!("no VM {}", vm.0)))?;
+        // Preflight, so a failure changes nothing: each map adds one entry;
+        // an unmap adds one only when it splits an entry in two.
+        let growth = updates
+            .iter()
+            .filter(|u| match u {
+                VmUpdate::Map { .. } => true,
+                VmUpdate::Unmap { va, len } => {
+                    pt.lookup(*va).is_some_and(|(r, _)| r.start < *va && r.end > va.saturating_add(*len))
+                }
+            })
+            .count() as u64;
+        let live = self.live_ptes.load(Ordering::Relaxed).max(0) as u64;
+        if growth > 0 && live.saturating_add(growth) > self.cfg.max_mappings {
+            return Err(DriverError::OutOfMemory);
+        }
+        for u in updates {
+            if let VmUpdate::Map { alloc, offset, len, .. } = u
+                && (alloc.host.is_none() || offset.checked_add(*len).is_none_or(|e| e > alloc.size))
+            {
+                return Err(DriverError::Invalid("map outside its allocation".into()));
+            }
+        }
+        for u in updates {
+            let before = pt.len() as i64;
+            match u {
+                VmUpdate::Map { va, len, alloc, offset, perms } => {
+                    let Some(host) = alloc.host.clone() else { continue };
+                    let pte = Pte { host, offset: *offset, perms: *perms };
+                    if pt.insert(*va..va + len, pte).is_err() {
+                        self.bad_updates.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+                VmUpdate::Unmap { va, len } => {
+                    pt.remove(*va..va + len);
+                }
+            }
+            self.live_ptes.fetch_add(pt.len() as i64 - before, Ordering::Relaxed);
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,284 @@
+//! `accel`: list accel devices and show what they announce, like
+//! `ibv_devices`/`ibv_devinfo`. Every number comes from ioctls on an open
+//! device (VERSION and DEVICE_QUERY), never from core internals.
+//!
+//! Devices are embedded in the process (the in-process transport): `--mock N`
+//! registers N mock devices before the command runs.
+
+use accel_core::Registry;
+use accel_core::inproc::Client;
+use accel_uapi::flags::{Caps, MemRegionFlags};
+use accel_uapi::types::{EngineClass, MemRegionKind, Mtu, PortState};
+use accel_uapi::{Errno, sys};
+use clap::{Parser, Subcommand};
+use serde::Serialize;
+use std::process::ExitCode;
+use zerocopy::{FromBytes, IntoBytes};
+
+#[derive(Parser)]
+#[command(name = "accel", version, about = "accel devices over the accel UAPI")]
+struct Cli {
+    /// Embedded mock devices to register before running the command.
+    #[arg(long, default_value_t = 2, global = true)]
+    mock: u32,
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// List devices.
+    Devices,
+    /// Show everything a device announces (ibv_devinfo-like).
+    Info {
+        /// Device name or path (default: every device).
+        #[arg(long, short)]
+        device: Option<String>,
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// A failed ioctl with the call that failed.
+#[derive(Debug)]
+struct CallError {
+    call: &'static str,
+    errno: Errno,
+}
+
+impl std::fmt::Display for CallError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.call, self.errno)
+    }
+}
+
+fn io<T: IntoBytes + FromBytes>(c: &Client, call: &'static str, cmd: u32, a: &mut T) -> Result<(), CallError> {
+    c.ioctl(cmd, a.as_mut_bytes()).map_err(|errno| CallError { call, errno })
+}
+
+fn query(c: &Client, id: u32) -> Result<Vec<u8>, CallError> {
+    let mut q = sys::accel_device_query { query_id: id, ..Default::default() };
+    io(c, "DEVICE_QUERY", sys::ACCEL_IOCTL_DEVICE_QUERY, &mut q)?;
+    let mut buf = vec![0u8; q.size as usize];
+    q.data_ptr = buf.as_mut_ptr() as u64;
+    io(c, "DEVICE_QUERY", sys::ACCEL_IOCTL_DEVICE_QUERY, &mut q)?;
+    buf.truncate(q.size as usize);
+    Ok(buf)
+}
+
+fn entries<H: FromBytes, E: FromBytes + Clone>(b: &[u8]) -> Vec<E> {
+    let Ok((_, rest)) = H::read_from_prefix(b) else { return Vec::new() };
+    rest.chunks_exact(size_of::<E>()).filter_map(|c| E::read_from_bytes(c).ok()).collect()
+}
+
+fn cstr(b: &[u8]) -> String {
+    String::from_utf8_lossy(b.split(|c| *c == 0).next().unwrap_or(&[])).into_owned()
+}
+
+#[derive(Serialize)]
+struct Info {
+    name: String,
+    driver: String,
+    vendor_id: String,
+    device_id: String,
+    revision: u32,
+    abi: String,
+    caps: Vec<String>,
+    engines: Vec<Engine>,
+    regions: Vec<Region>,
+    va_start: String,
+    va_end: String,
+    ports: Vec<Port>,
+    limits: Limits,
+}
+
+#[derive(Serialize)]
+struct Engine {
+    class: String,
+    count: u32,
+}
+
+#[derive(Serialize)]
+struct Region {
+    id: u32,
+    kind: String,
+    size: u64,
+    available: u64,
+    page_sizes: Vec<u64>,
+    cpu_visible: bool,
+}
+
+#[derive(Serialize)]
+struct Port {
+    port: u32,
+    state: String,
+    active_mtu: u32,
+    max_mtu: u32,
+    gid: String,
+    speed_mbps: u64,
+}
+
+#[derive(Serialize)]
+struct Limits {
+    max_contexts: u32,
+    max_bo_size: u64,
+    max_vm_bind_ops: u32,
+    max_queue_depth: u32,
+    default_job_timeout_ns: u64,
+}
+
+fn gid_string(g: &[u8; 16]) -> String {
+    g.chunks(2).map(|p| format!("{:02x}{:02x}", p[0], p[1])).collect::<Vec<_>>().join(":")
+}
+
+fn info(c: &Client) -> Result<Info, CallError> {
+    let mut v = sys::accel_version::default();
+    io(c, "VERSION", sys::ACCEL_IOCTL_VERSION, &mut v)?;
+    let d = sys::accel_device_info::read_from_bytes(&query(c, sys::ACCEL_QUERY_DEVICE_INFO)?)
+        .map_err(|_| CallError { call: "DEVICE_QUERY(DEVICE_INFO)", errno: Errno::EINVAL })?;
+    let engines = entries::<sys::accel_query_engines, sys::accel_engine_info>(&query(c, sys::ACCEL_QUERY_ENGINES)?)
+        .iter()
+        .map(|e| Engine {
+            class: EngineClass::try_from(e.engine_class).map_or_else(|x| x.to_string(), |k| format!("{k:?}")),
+            count: e.count,
+        })
+        .collect();
+    let regions = entries::<sys::accel_query_memory_regions, sys::accel_memory_region>(&query(
+        c,
+        sys::ACCEL_QUERY_MEMORY_REGIONS,
+    )?)
+    .iter()
+    .map(|r| Region {
+        id: r.region_id,
+        kind: MemRegionKind::try_from(r.kind).map_or_else(|x| x.to_string(), |k| format!("{k:?}")),
+        size: r.size,
+        available: r.available,
+        page_sizes: (0..64).filter(|b| r.page_sizes & (1 << b) != 0).map(|b| 1u64 << b).collect(),
+        cpu_visible: MemRegionFlags::from_bits_truncate(r.flags).contains(MemRegionFlags::CPU_VISIBLE),
+    })
+    .collect();
+    let va = sys::accel_va_range::read_from_bytes(&query(c, sys::ACCEL_QUERY_VA_RANGE)?).unwrap_or_default();
+    let ports = entries::<sys::accel_query_ports, sys::accel_port_info>(&query(c, sys::ACCEL_QUERY_PORTS)?)
+        .iter()
+        .map(|p| Port {
+            port: p.port_num,
+            state: PortState::try_from(p.state).map_or_else(|x| x.to_string(), |s| format!("{s:?}").to_uppercase()),
+            active_mtu: Mtu::try_from(p.active_mtu).map_or(0, |m| m.bytes()),
+            max_mtu: Mtu::try_from(p.max_mtu).map_or(0, |m| m.bytes()),
+            gid: gid_string(&p.gid),
+            speed_mbps: p.speed_mbps,
+        })
+        .collect();
+    let l = sys::accel_limits::read_from_bytes(&query(c, sys::ACCEL_QUERY_LIMITS)?).unwrap_or_default();
+    Ok(Info {
+        name: cstr(&d.name),
+        driver: cstr(&d.driver_name),
+        vendor_id: format!("{:#06x}", d.vendor_id),
+        device_id: format!("{:#06x}", d.device_id),
+        revision: d.revision,
+        abi: format!("{}.{}", v.major, v.minor),
+        caps: Caps::from_bits_truncate(v.caps).iter_names().map(|(n, _)| n.to_string()).collect(),
+        engines,
+        regions,
+        va_start: format!("{:#x}", va.start),
+        va_end: format!("{:#x}", va.end),
+        ports,
+        limits: Limits {
+            max_contexts: l.max_contexts,
+            max_bo_size: l.max_bo_size,
+            max_vm_bind_ops: l.max_vm_bind_ops,
+            max_queue_depth: l.max_queue_depth,
+            default_job_timeout_ns: l.default_job_timeout_ns,
+        },
+    })
+}
+
+fn print_info(i: &Info) {
+    println!("hca_id:\t{}", i.name);
+    println!("\tdriver:\t\t\t{}", i.driver);
+    println!("\tvendor_id:\t\t{}", i.vendor_id);
+    println!("\tdevice_id:\t\t{}", i.device_id);
+    println!("\trevision:\t\t{}", i.revision);
+    println!("\tabi_version:\t\t{}", i.abi);
+    println!("\tcapabilities:\t\t{}", i.caps.join(" "));
+    for e in &i.engines {
+        println!("\tengines:\t\t{} x{}", e.class, e.count);
+    }
+    for r in &i.regions {
+        let pages: Vec<String> = r.page_sizes.iter().map(|p| format!("{}K", p >> 10)).collect();
+        println!(
+            "\tregion {}:\t\t{} {} MiB ({} MiB free), pages {}{}",
+            r.id,
+            r.kind,
+            r.size >> 20,
+            r.available >> 20,
+            pages.join("/"),
+            if r.cpu_visible { ", cpu-visible" } else { "" }
+        );
+    }
+    println!("\tva_range:\t\t{}..{}", i.va_start, i.va_end);
+    println!("\tmax_contexts:\t\t{}", i.limits.max_contexts);
+    println!("\tmax_bo_size:\t\t{}", i.limits.max_bo_size);
+    for p in &i.ports {
+        println!("\t\tport:\t{}", p.port);
+        println!("\t\t\tstate:\t\tPORT_{} ({})", p.state, if p.state == "ACTIVE" { 4 } else { 1 });
+        println!("\t\t\tmax_mtu:\t{}", p.max_mtu);
+        println!("\t\t\tactive_mtu:\t{}", p.active_mtu);
+        println!("\t\t\tGID[  0]:\t{}", p.gid);
+        println!("\t\t\tspeed:\t\t{} Gb/s", p.speed_mbps / 1000);
+    }
+}
+
+fn run(cli: Cli) -> Result<(), String> {
+    let registry = Registry::global();
+    for n in 0..cli.mock {
+        let cfg = test_driver::MockConfig { node_id: (n + 1) as u8, ..Default::default() };
+        registry.register(test_driver::MockDriver::new(cfg)).map_err(|e| format!("registering a mock device: {e}"))?;
+    }
+    let names: Vec<String> = registry.devices().iter().map(|d| d.name().to_string()).collect();
+    match cli.cmd {
+        Cmd::Devices => {
+            println!("    device          \tdriver");
+            println!("    ------          \t------");
+            for n in &names {
+                let c = Client::open(n).map_err(|e| format!("{n}: open: {e}"))?;
+                let i = info(&c).map_err(|e| format!("{n}: {e}"))?;
+                println!("    {:<16}\t{}", n, i.driver);
+            }
+            Ok(())
+        }
+        Cmd::Info { device, json } => {
+            let selected: Vec<String> = match device {
+                Some(d) => vec![d],
+                None => names,
+            };
+            if selected.is_empty() {
+                return Err("no accel devices (use --mock N)".into());
+            }
+            let mut all = Vec::new();
+            for n in &selected {
+                let c = Client::open(n).map_err(|e| format!("{n}: open: {e}"))?;
+                all.push(info(&c).map_err(|e| format!("{n}: {e}"))?);
+            }
+            if json {
+                println!("{}", serde_json::to_string_pretty(&all).map_err(|e| e.to_string())?);
+            } else {
+                for i in &all {
+                    print_info(i);
+                }
+            }
+            Ok(())
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    match run(Cli::parse()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("accel: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -20,7 +20,16 @@ use std::sync::{Arc, OnceLock, Weak};
 
 /// Optional features the core itself implements today; a device announces
 /// the intersection with what its driver implements.
-pub const CORE_CAPS: Caps = Caps::MEMORY.union(Caps::BO_SHARE).union(Caps::DEVICE_MEMORY);
+pub const CORE_CAPS: Caps = Caps::MEMORY
+    .union(Caps::BO_SHARE)
+    .union(Caps::DEVICE_MEMORY)
+    .union(Caps::SUBMIT)
+    .union(Caps::PORTABLE_CS)
+    .union(Caps::NATIVE_CS)
+    .union(Caps::SYNCOBJ)
+    .union(Caps::SYNCOBJ_TIMELINE)
+    .union(Caps::SYNCOBJ_SHARE)
+    .union(Caps::CONTEXT_QUERY);
 
 /// Core-side maxima reported in ACCEL_QUERY_LIMITS.
 pub mod max {
@@ -56,6 +65,12 @@ pub struct Device {
     pub(crate) mmap_bos: Mutex<HashMap<u64, Weak<Bo>>>,
     /// Exported BOs by the (st_dev, st_ino) of their memfd.
     pub(crate) exports: Mutex<HashMap<(u64, u64), Weak<Bo>>>,
+    /// Exported syncobjs by the (st_dev, st_ino) of their token.
+    pub(crate) syncobj_exports: Mutex<HashMap<(u64, u64), Weak<crate::syncobj::Syncobj>>>,
+    /// Queues the watchdog checks.
+    queues: Mutex<Vec<Weak<crate::queue::Queue>>>,
+    watchdog: std::sync::Once,
+    me: Weak<Device>,
 }
 
 impl std::fmt::Debug for Device {
@@ -68,19 +83,15 @@ impl std::fmt::Debug for Device {
 pub const MMAP_OFFSET_BASE: u64 = 1 << 32;
 
 impl Device {
-    fn new(minor: u32, driver: Arc<dyn Driver>) -> Result<Device> {
+    fn new(minor: u32, driver: Arc<dyn Driver>, layout: VaLayout, me: Weak<Device>) -> Device {
         let regions = driver.regions();
-        let layout = driver.va_layout();
-        if layout.range.start >= layout.range.end {
-            return Err(Error::invalid("driver reports an empty VA range"));
-        }
         let mut caps = (driver.caps() & CORE_CAPS) | Caps::MEMORY;
         if regions.iter().any(|r| r.kind == MemRegionKind::Device) {
             caps |= Caps::DEVICE_MEMORY;
         } else {
             caps -= Caps::DEVICE_MEMORY;
         }
-        Ok(Device {
+        Device {
             minor,
             name: format!("accel{minor}"),
             limits: driver.limits(),
@@ -95,7 +106,24 @@ impl Device {
             mmap_space: Mutex::new(RangeAllocator::new(MMAP_OFFSET_BASE, 1 << 62, 4096)),
             mmap_bos: Mutex::new(HashMap::new()),
             exports: Mutex::new(HashMap::new()),
-        })
+            syncobj_exports: Mutex::new(HashMap::new()),
+            queues: Mutex::new(Vec::new()),
+            watchdog: std::sync::Once::new(),
+            me,
+        }
+    }
+
+    /// Put a queue under the hang watchdog (started with the first queue).
+    pub(crate) fn watch(&self, q: &Arc<crate::queue::Queue>) {
+        let mut qs = self.queues.lock();
+        qs.retain(|w| w.strong_count() > 0);
+        qs.push(Arc::downgrade(q));
+        drop(qs);
+        self.watchdog.call_once(|| crate::queue::spawn_watchdog(self.me.clone()));
+    }
+
+    pub(crate) fn watched_queues(&self) -> Vec<Arc<crate::queue::Queue>> {
+        self.queues.lock().iter().filter_map(Weak::upgrade).collect()
     }
 
     /// `accelN`.
@@ -191,7 +219,11 @@ impl Registry {
         crate::memory::raise_fd_limit();
         let mut devs = self.devices.lock();
         let minor = (0..).find(|m| !devs.contains_key(m)).unwrap_or(0);
-        let dev = Arc::new(Device::new(minor, driver)?);
+        let layout = driver.va_layout();
+        if layout.range.start >= layout.range.end {
+            return Err(Error::invalid("driver reports an empty VA range"));
+        }
+        let dev = Arc::new_cyclic(|me| Device::new(minor, driver, layout, me.clone()));
         devs.insert(minor, dev.clone());
         tracing::info!(device = %dev.name, "registered");
         Ok(dev)

@@ -17,17 +17,22 @@
 //! Handlers receive typed structs and typed element vectors, never bytes or
 //! pointers, and return a core [`Error`] that becomes exactly one errno.
 
+use crate::cmd;
 use crate::device::{Device, max};
+use crate::driver::JobChunk;
 use crate::error::{Error, Result};
+use crate::fence::Fence;
 use crate::file::File;
 use crate::query;
 use crate::user::UserMemory;
 use crate::vm::BindOp;
-use accel_uapi::flags::{BoFlags, VmBindFlags};
+use accel_uapi::flags::{BoFlags, Caps, ContextStatus, QueueFlags, SubmitFlags, VmBindFlags};
 use accel_uapi::ioctl::{self, Access, IoctlDesc, PtrField, StructDesc};
 use accel_uapi::types::VmBindOp;
+use accel_uapi::types::{ChunkKind, EngineClass, Priority};
 use accel_uapi::{Errno, sys};
 use std::os::fd::IntoRawFd;
+use std::time::Duration;
 use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
 
 /// Dispatch one ioctl. `arg` is the caller's struct, exactly as many bytes as
@@ -165,6 +170,11 @@ fn dispatch_inner(file: &File, cmd: u32, arg: &mut [u8], user: &dyn UserMemory) 
 }
 
 impl Call<'_> {
+    /// The command being handled.
+    pub fn desc(&self) -> &'static IoctlDesc {
+        self.desc
+    }
+
     /// The argument struct.
     pub fn arg<T: FromBytes + KnownLayout + Immutable>(&self) -> Result<T> {
         T::read_from_bytes(&self.buf).map_err(|_| Error::invalid("argument layout mismatch"))
@@ -277,7 +287,136 @@ fn handle(file: &File, call: &mut Call<'_>) -> Result<()> {
             Ok(())
         }
         0x26 => vm_bind(file, call),
+        0x12 => {
+            let mut a: sys::accel_context_query = call.arg()?;
+            let ctx = file.context(a.ctx_id)?;
+            let mut status = ContextStatus::empty();
+            if let Some(f) = ctx.fault() {
+                status |= ContextStatus::FAULTED;
+                (a.fault_addr, a.fault_access, a.fault_seqno) = (f.addr, f.access.bits(), f.seqno);
+            }
+            if let Some(e) = ctx.banned() {
+                status |= ContextStatus::BANNED;
+                a.ban_errno = e.raw() as u32;
+            }
+            a.status = status.bits();
+            call.set_arg(&a);
+            Ok(())
+        }
+        0x30 => queue_create(file, call),
+        0x31 => {
+            let a: sys::accel_queue_destroy = call.arg()?;
+            file.queue_destroy(a.queue_id)
+        }
+        0x32 => submit(file, call),
+        0x40..=0x49 => crate::dispatch_sync::handle(file, call),
         _ => Err(Error::NotSupported(format!("{} is not implemented by this core", call.desc.name))),
+    }
+}
+
+fn queue_create(file: &File, call: &mut Call<'_>) -> Result<()> {
+    let mut a: sys::accel_queue_create = call.arg()?;
+    let class = EngineClass::try_from(a.engine_class).map_err(|e| Error::invalid(e.to_string()))?;
+    let priority = Priority::try_from(a.priority).map_err(|e| Error::invalid(e.to_string()))?;
+    let limits = &call.device.limits;
+    let max_depth = limits.max_queue_depth as usize;
+    let depth = match a.depth as usize {
+        0 => max_depth.min(64),
+        d if d > max_depth => return Err(Error::TooBig(format!("queue depth {d} > {max_depth}"))),
+        d => d,
+    };
+    let default = limits.default_job_timeout_ns;
+    let timeout = if QueueFlags::from_bits_retain(a.flags).contains(QueueFlags::TIMEOUT) {
+        if a.timeout_ns == 0 || a.timeout_ns > default {
+            return Err(Error::invalid(format!("queue timeout {} ns outside 1..={default}", a.timeout_ns)));
+        }
+        a.timeout_ns
+    } else {
+        default
+    };
+    a.queue_id = file.queue_create(a.ctx_id, class, priority, depth, Duration::from_nanos(timeout))?;
+    call.set_arg(&a);
+    Ok(())
+}
+
+fn submit(file: &File, call: &mut Call<'_>) -> Result<()> {
+    let mut a: sys::accel_submit = call.arg()?;
+    let q = file.queue(a.queue_id)?;
+    if let Some(e) = q.context().banned() {
+        return Err(Error::Device(format!("context banned after {e:?}")));
+    }
+    let raw_chunks: Vec<sys::accel_chunk> = call.input(0)?;
+    let waits: Vec<sys::accel_sync> = call.input(1)?;
+    let signals: Vec<sys::accel_sync> = call.input(2)?;
+    // 1. Chunks: copied out of their BOs and validated.
+    let mut chunks = Vec::with_capacity(raw_chunks.len());
+    for (i, c) in raw_chunks.iter().enumerate() {
+        let kind = ChunkKind::try_from(c.kind).map_err(|e| Error::invalid(format!("chunks[{i}]: {e}")))?;
+        let bo = file.bo(c.handle)?;
+        if c.size == 0 || !c.offset.is_multiple_of(8) || !c.size.is_multiple_of(8) {
+            return Err(Error::invalid(format!("chunks[{i}]: offset/size must be non-zero multiples of 8")));
+        }
+        if c.offset.checked_add(c.size).is_none_or(|e| e > bo.size) {
+            return Err(Error::invalid(format!("chunks[{i}]: range past the BO's {} bytes", bo.size)));
+        }
+        let host = bo.host().ok_or_else(|| Error::invalid(format!("chunks[{i}]: BO has no CPU view")))?;
+        let mut bytes = vec![0u8; c.size as usize];
+        host.read(c.offset, &mut bytes)?;
+        chunks.push(match kind {
+            ChunkKind::Portable => {
+                JobChunk::Portable(cmd::parse(&bytes).map_err(|e| Error::invalid(format!("chunks[{i}]: {e}")))?)
+            }
+            ChunkKind::Native => {
+                if !call.device.caps().contains(Caps::NATIVE_CS) {
+                    return Err(Error::NotSupported("native command buffers".into()));
+                }
+                JobChunk::Native(call.device.driver.validate_native(q.context().vm_id(), &bytes)?)
+            }
+        });
+    }
+    // 2. Dependencies.
+    let mut wait_fences = Vec::with_capacity(waits.len());
+    for w in &waits {
+        wait_fences.push(file.syncobj(w.handle)?.submit_wait_fence(w.point)?);
+    }
+    // 3. Signals: all checked before any is installed.
+    let mut outs = Vec::with_capacity(signals.len());
+    for (i, s) in signals.iter().enumerate() {
+        if signals[..i].iter().any(|p| p.handle == s.handle) {
+            return Err(Error::invalid(format!("signals[{i}]: syncobj {} listed twice", s.handle)));
+        }
+        let obj = file.syncobj(s.handle)?;
+        obj.check_install(s.point)?;
+        outs.push((obj, s.point));
+    }
+    let fence = Fence::new();
+    let mut undo = Vec::with_capacity(outs.len());
+    let mut result = Ok(());
+    for (obj, point) in &outs {
+        match obj.install(*point, fence.clone()) {
+            Ok(u) => undo.push((obj.clone(), u)),
+            Err(e) => {
+                result = Err(e);
+                break;
+            }
+        }
+    }
+    let block = SubmitFlags::from_bits_retain(a.flags).contains(SubmitFlags::BLOCK);
+    let result = result.and_then(|()| q.submit(chunks, wait_fences, fence.clone(), block));
+    match result {
+        Ok(seqno) => {
+            a.seqno = seqno;
+            call.set_arg(&a);
+            Ok(())
+        }
+        Err(e) => {
+            for (obj, u) in undo.into_iter().rev() {
+                obj.undo(u);
+            }
+            // Anyone who already chained on the fence sees the submit fail.
+            fence.signal(Err(Errno::ECANCELED));
+            Err(e)
+        }
     }
 }
 
@@ -288,8 +427,19 @@ fn aligned(v: u64, page: u64) -> bool {
 fn vm_bind(file: &File, call: &mut Call<'_>) -> Result<()> {
     let a: sys::accel_vm_bind = call.arg()?;
     let ctx = file.context(a.ctx_id)?;
-    if a.num_in_syncs != 0 || a.num_out_syncs != 0 {
-        return Err(Error::NotSupported("VM_BIND syncobjs need ACCEL_CAP_SYNCOBJ".into()));
+    // VM_BIND is synchronous: it waits for its in-syncs (up to the device's
+    // default job timeout) and signals its out-syncs before returning.
+    let ins: Vec<sys::accel_sync> = call.input(1)?;
+    let outs: Vec<sys::accel_sync> = call.input(2)?;
+    let mut in_fences = Vec::with_capacity(ins.len());
+    for s in &ins {
+        in_fences.push(file.syncobj(s.handle)?.wait_fence(s.point, false)?);
+    }
+    let mut out_objs = Vec::with_capacity(outs.len());
+    for s in &outs {
+        let o = file.syncobj(s.handle)?;
+        o.check_install(s.point)?;
+        out_objs.push((o, s.point));
     }
     if a.num_ops == 0 {
         return Err(Error::invalid("VM_BIND without ops"));
@@ -339,5 +489,16 @@ fn vm_bind(file: &File, call: &mut Call<'_>) -> Result<()> {
             }
         }
     }
-    ctx.bind(ops)
+    if !in_fences.is_empty() {
+        let deadline = std::time::Instant::now() + Duration::from_nanos(dev.limits.default_job_timeout_ns);
+        crate::fence::wait_many(&in_fences, true, Some(deadline))
+            .map_err(|_| Error::TimedOut("VM_BIND in-syncs".into()))?;
+    }
+    ctx.bind(ops)?;
+    for (o, point) in out_objs {
+        if let Err(e) = o.install(point, Fence::signaled(Ok(()))) {
+            tracing::warn!("VM_BIND out-sync raced with another signal: {e}");
+        }
+    }
+    Ok(())
 }

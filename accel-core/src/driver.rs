@@ -200,8 +200,8 @@ pub struct Job {
 /// cannot change it after validation).
 #[derive(Debug)]
 pub enum JobChunk {
-    /// A portable command stream, validated by the core.
-    Portable(Vec<u8>),
+    /// Portable commands, parsed and validated by the core.
+    Portable(Vec<crate::cmd::PortableCmd>),
     /// A native command buffer the driver validated with [`Driver::validate_native`].
     Native(Vec<u8>),
 }

@@ -73,6 +73,12 @@ pub enum Error {
     /// Nothing pending.
     #[error("try again: {0}")]
     Again(String),
+    /// A wait ran out of time.
+    #[error("timed out: {0}")]
+    TimedOut(String),
+    /// The device failed, or the context is banned after a hang.
+    #[error("device error: {0}")]
+    Device(String),
     /// A driver failure.
     #[error("driver: {0}")]
     Driver(#[from] DriverError),
@@ -97,6 +103,8 @@ impl Error {
             Error::Overflow(_) => Errno::EOVERFLOW,
             Error::NotPermitted(_) => Errno::EPERM,
             Error::Again(_) => Errno::EAGAIN,
+            Error::Device(_) => Errno::EIO,
+            Error::TimedOut(_) => Errno::ETIMEDOUT,
             Error::Driver(d) => d.errno(),
         }
     }

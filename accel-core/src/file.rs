@@ -11,14 +11,18 @@ use crate::bo::Bo;
 use crate::device::Device;
 use crate::error::{Error, Result};
 use crate::handle::HandleTable;
+use crate::queue::Queue;
 use crate::stats::Counters;
+use crate::syncobj::Syncobj;
 use crate::vm::{BindOp, Context};
 use accel_uapi::flags::BoFlags;
+use accel_uapi::types::{EngineClass, Priority};
 use parking_lot::Mutex;
 use std::collections::HashMap;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
 /// Per-file limits.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -38,6 +42,8 @@ impl Default for Quota {
 struct State {
     contexts: HandleTable<Arc<Context>>,
     bos: HandleTable<Arc<Bo>>,
+    queues: HandleTable<Arc<Queue>>,
+    syncobjs: HandleTable<Arc<Syncobj>>,
     /// BO identity -> handle, so importing a BO the file already has returns the same handle.
     bo_handles: HashMap<usize, u32>,
     /// Bytes charged to this file per BO handle it created.
@@ -47,7 +53,7 @@ struct State {
 
 impl State {
     fn handles(&self) -> usize {
-        self.contexts.len() + self.bos.len()
+        self.contexts.len() + self.bos.len() + self.queues.len() + self.syncobjs.len()
     }
 }
 
@@ -79,6 +85,8 @@ impl File {
             state: Mutex::new(State {
                 contexts: HandleTable::new("context"),
                 bos: HandleTable::new("bo"),
+                queues: HandleTable::new("queue"),
+                syncobjs: HandleTable::new("syncobj"),
                 bo_handles: HashMap::new(),
                 charged: HashMap::new(),
                 bytes: 0,
@@ -131,24 +139,20 @@ impl File {
             }
         }
         let ctx = Context::create(self.device.clone())?;
-        let mut st = self.state.lock();
-        if let Err(e) = self.check() {
-            drop(st);
-            drop(ctx);
-            return Err(e);
-        }
-        let r = self.insert_handle(&mut st, |s| &mut s.contexts, ctx);
-        drop(st);
-        r.map_err(|(e, ctx)| {
-            drop(ctx);
-            e
-        })
+        self.insert_object(ctx, |s| &mut s.contexts)
     }
 
-    /// Destroy a context (its mappings go with it).
+    /// Destroy a context (its mappings go with it); EBUSY while it has queues.
     pub fn context_destroy(&self, h: u32) -> Result<()> {
         self.check()?;
-        let ctx = self.state.lock().contexts.remove(h)?;
+        let ctx = {
+            let mut st = self.state.lock();
+            let c = st.contexts.get(h)?;
+            if c.queue_count() > 0 {
+                return Err(Error::Busy(format!("context {h} still has {} queues", c.queue_count())));
+            }
+            st.contexts.remove(h)?
+        };
         Counters::add(&self.device.counters.handles, -1);
         drop(ctx);
         Ok(())
@@ -314,22 +318,120 @@ impl File {
         ctx.bind(ops)
     }
 
+    fn insert_object<T>(&self, v: T, table: impl FnOnce(&mut State) -> &mut HandleTable<T>) -> Result<u32> {
+        let mut st = self.state.lock();
+        if let Err(e) = self.check() {
+            drop(st);
+            drop(v);
+            return Err(e);
+        }
+        let r = self.insert_handle(&mut st, table, v);
+        drop(st);
+        r.map_err(|(e, v)| {
+            drop(v);
+            e
+        })
+    }
+
+    /// Create a queue on context `ctx`.
+    pub fn queue_create(
+        &self,
+        ctx: u32,
+        class: EngineClass,
+        priority: Priority,
+        depth: usize,
+        timeout: Duration,
+    ) -> Result<u32> {
+        let ctx = self.context(ctx)?;
+        if self.state.lock().handles() >= self.quota.max_handles as usize {
+            return Err(Error::NoSpace(format!("file handle quota of {} reached", self.quota.max_handles)));
+        }
+        let q = Queue::create(self.device.clone(), ctx, class, priority, depth, timeout)?;
+        self.insert_object(q, |s| &mut s.queues)
+    }
+
+    /// Destroy a queue handle; jobs in flight still complete.
+    pub fn queue_destroy(&self, h: u32) -> Result<()> {
+        self.check()?;
+        let q = self.state.lock().queues.remove(h)?;
+        Counters::add(&self.device.counters.handles, -1);
+        drop(q);
+        Ok(())
+    }
+
+    /// A queue by handle.
+    pub fn queue(&self, h: u32) -> Result<Arc<Queue>> {
+        self.check()?;
+        self.state.lock().queues.get(h).cloned()
+    }
+
+    /// Create a syncobj.
+    pub fn syncobj_create(&self, timeline: bool, signaled: bool) -> Result<u32> {
+        self.check()?;
+        let s = Syncobj::on_device(self.device.clone(), timeline, signaled);
+        self.insert_object(s, |st| &mut st.syncobjs)
+    }
+
+    /// Destroy a syncobj handle.
+    pub fn syncobj_destroy(&self, h: u32) -> Result<()> {
+        self.check()?;
+        let s = self.state.lock().syncobjs.remove(h)?;
+        Counters::add(&self.device.counters.handles, -1);
+        drop(s);
+        Ok(())
+    }
+
+    /// A syncobj by handle.
+    pub fn syncobj(&self, h: u32) -> Result<Arc<Syncobj>> {
+        self.check()?;
+        self.state.lock().syncobjs.get(h).cloned()
+    }
+
+    /// Export a syncobj: a new descriptor naming it.
+    pub fn syncobj_export(&self, h: u32) -> Result<OwnedFd> {
+        let s = self.syncobj(h)?;
+        let mut ex = s.export.lock();
+        if ex.is_none() {
+            let token = nix::sys::memfd::memfd_create("accel-syncobj", nix::sys::memfd::MFdFlags::MFD_CLOEXEC)
+                .map_err(|e| Error::NoSpace(format!("memfd_create: {e}")))?;
+            let key = fd_key(token.as_raw_fd())?;
+            self.device.syncobj_exports.lock().insert(key, Arc::downgrade(&s));
+            *ex = Some((token, key));
+        }
+        let Some((token, _)) = ex.as_ref() else { return Err(Error::invalid("export token missing")) };
+        let fd = nix::unistd::dup(token).map_err(|e| Error::NoSpace(format!("dup: {e}")))?;
+        nix::fcntl::fcntl(&fd, nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC))
+            .map_err(|e| Error::NoSpace(format!("fcntl: {e}")))?;
+        Ok(fd)
+    }
+
+    /// Import an exported syncobj as a new handle of this file.
+    pub fn syncobj_import(&self, fd: RawFd) -> Result<u32> {
+        self.check()?;
+        let key = fd_key(fd)?;
+        let s = self.device.syncobj_exports.lock().get(&key).and_then(|w| w.upgrade()).ok_or(Error::BadFd(fd))?;
+        self.insert_object(s, |st| &mut st.syncobjs)
+    }
+
     /// Close the file: release everything it owns. Idempotent.
     pub fn close(&self) {
         if self.closed.swap(true, Ordering::AcqRel) {
             return;
         }
-        let (contexts, bos) = {
+        let (queues, contexts, bos, syncobjs) = {
             let mut st = self.state.lock();
             st.bo_handles.clear();
             st.charged.clear();
             st.bytes = 0;
-            (st.contexts.drain(), st.bos.drain())
+            (st.queues.drain(), st.contexts.drain(), st.bos.drain(), st.syncobjs.drain())
         };
-        let n = (contexts.len() + bos.len()) as i64;
-        // Dependency order: contexts (their mappings hold BO references) first.
+        let n = (queues.len() + contexts.len() + bos.len() + syncobjs.len()) as i64;
+        // Dependency order: queues (in-flight jobs keep theirs alive until they
+        // complete), contexts (their mappings hold BO references), BOs, syncobjs.
+        drop(queues);
         drop(contexts);
         drop(bos);
+        drop(syncobjs);
         Counters::add(&self.device.counters.handles, -n);
         Counters::add(&self.device.counters.files, -1);
     }

@@ -27,18 +27,23 @@
 #![deny(missing_docs)]
 
 pub mod bo;
+pub mod cmd;
 pub mod device;
 pub mod dispatch;
+mod dispatch_sync;
 pub mod driver;
 pub mod error;
+pub mod fence;
 pub mod file;
 pub mod handle;
 pub mod inproc;
 pub mod interval;
 pub mod memory;
 pub mod query;
+pub mod queue;
 pub mod range_alloc;
 pub mod stats;
+pub mod syncobj;
 pub mod user;
 pub mod vm;
 

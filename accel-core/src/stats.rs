@@ -13,6 +13,9 @@ pub struct Counters {
     pub(crate) handles: AtomicI64,
     pub(crate) exports: AtomicI64,
     pub(crate) cpu_mappings: AtomicI64,
+    pub(crate) queues: AtomicI64,
+    pub(crate) jobs: AtomicI64,
+    pub(crate) syncobjs: AtomicI64,
 }
 
 /// A snapshot of [`Counters`].
@@ -34,6 +37,12 @@ pub struct Stats {
     pub exports: i64,
     /// Live CPU mappings handed out by the in-process transport.
     pub cpu_mappings: i64,
+    /// Live queues.
+    pub queues: i64,
+    /// Jobs submitted and not yet completed.
+    pub jobs: i64,
+    /// Live syncobjs.
+    pub syncobjs: i64,
 }
 
 impl Stats {
@@ -60,6 +69,9 @@ impl Counters {
             handles: r(&self.handles),
             exports: r(&self.exports),
             cpu_mappings: r(&self.cpu_mappings),
+            queues: r(&self.queues),
+            jobs: r(&self.jobs),
+            syncobjs: r(&self.syncobjs),
         }
     }
 }

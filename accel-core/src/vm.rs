@@ -64,11 +64,25 @@ enum Undo {
     Removed(Vec<(Range<u64>, Mapping)>),
 }
 
+/// The first fault a context's jobs took.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FaultInfo {
+    /// Faulting VA.
+    pub addr: u64,
+    /// The access.
+    pub access: FaultAccess,
+    /// Sequence number of the faulting job.
+    pub seqno: u64,
+}
+
 /// A context: a private VA space on one device.
 pub struct Context {
     device: Arc<Device>,
     vm_id: VmId,
     vm: Mutex<IntervalMap<Mapping>>,
+    queues: std::sync::atomic::AtomicU32,
+    fault: Mutex<Option<FaultInfo>>,
+    ban: Mutex<Option<accel_uapi::Errno>>,
 }
 
 impl std::fmt::Debug for Context {
@@ -88,7 +102,51 @@ impl Context {
             }
         };
         Counters::add(&device.counters.contexts, 1);
-        Ok(Arc::new(Context { device, vm_id, vm: Mutex::new(IntervalMap::new()) }))
+        Ok(Arc::new(Context {
+            device,
+            vm_id,
+            vm: Mutex::new(IntervalMap::new()),
+            queues: Default::default(),
+            fault: Mutex::new(None),
+            ban: Mutex::new(None),
+        }))
+    }
+
+    pub(crate) fn acquire_queue(&self, max: u32) -> Result<()> {
+        use std::sync::atomic::Ordering;
+        self.queues
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| (n < max).then_some(n + 1))
+            .map(|_| ())
+            .map_err(|_| Error::Busy(format!("all {max} queues of the context in use")))
+    }
+
+    pub(crate) fn release_queue(&self) {
+        self.queues.fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
+    }
+
+    /// Queues created on this context and not yet destroyed.
+    pub fn queue_count(&self) -> u32 {
+        self.queues.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    /// Record a job's page fault (the first one is kept).
+    pub(crate) fn record_fault(&self, addr: u64, access: FaultAccess, seqno: u64) {
+        self.fault.lock().get_or_insert(FaultInfo { addr, access, seqno });
+    }
+
+    /// The first fault, if any.
+    pub fn fault(&self) -> Option<FaultInfo> {
+        *self.fault.lock()
+    }
+
+    /// Ban the context: later submits fail with EIO.
+    pub(crate) fn ban(&self, why: accel_uapi::Errno) {
+        self.ban.lock().get_or_insert(why);
+    }
+
+    /// Why the context is banned, if it is.
+    pub fn banned(&self) -> Option<accel_uapi::Errno> {
+        *self.ban.lock()
     }
 
     /// The driver's page-table id.

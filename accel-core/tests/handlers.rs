@@ -28,11 +28,16 @@ fn version_reports_abi_and_caps() {
     let mut v = sys::accel_version::default();
     io(&rig.open(), sys::ACCEL_IOCTL_VERSION, &mut v).unwrap();
     assert_eq!((v.major, v.minor), (1, 0));
-    assert_eq!(
-        v.caps,
-        sys::ACCEL_CAP_MEMORY | sys::ACCEL_CAP_BO_SHARE | sys::ACCEL_CAP_DEVICE_MEMORY,
-        "the core announces only what it implements"
-    );
+    let want = sys::ACCEL_CAP_MEMORY
+        | sys::ACCEL_CAP_BO_SHARE
+        | sys::ACCEL_CAP_DEVICE_MEMORY
+        | sys::ACCEL_CAP_SUBMIT
+        | sys::ACCEL_CAP_PORTABLE_CS
+        | sys::ACCEL_CAP_SYNCOBJ
+        | sys::ACCEL_CAP_SYNCOBJ_TIMELINE
+        | sys::ACCEL_CAP_SYNCOBJ_SHARE
+        | sys::ACCEL_CAP_CONTEXT_QUERY;
+    assert_eq!(v.caps, want, "what both the core and the mock implement: no NATIVE_CS, no FABRIC");
 }
 
 #[test]
@@ -464,21 +469,79 @@ fn bind_without_ops_is_einval() {
     assert_eq!(vm_bind(&c, ctx, &[]), Err(Errno::EINVAL));
 }
 
-#[test]
-fn bind_with_syncobjs_is_eopnotsupp_until_syncobjs_exist() {
-    let rig = Rig::new();
-    let (c, ctx, bo) = setup(&rig);
-    let ops = [map_op(bo, 0, VA_START, PAGE, RW)];
-    let syncs = [sys::accel_sync { handle: 1, ..Default::default() }];
+fn bind_with_syncs(
+    c: &Client,
+    ctx: u32,
+    op: sys::accel_vm_bind_op,
+    ins: &[sys::accel_sync],
+    outs: &[sys::accel_sync],
+) -> Result<(), Errno> {
+    let ops = [op];
     let mut a = sys::accel_vm_bind {
         ctx_id: ctx,
         num_ops: 1,
         ops_ptr: ops.as_ptr() as u64,
-        num_out_syncs: 1,
-        out_syncs_ptr: syncs.as_ptr() as u64,
+        num_in_syncs: ins.len() as u32,
+        in_syncs_ptr: ins.as_ptr() as u64,
+        num_out_syncs: outs.len() as u32,
+        out_syncs_ptr: outs.as_ptr() as u64,
         ..Default::default()
     };
-    assert_eq!(io(&c, sys::ACCEL_IOCTL_VM_BIND, &mut a), Err(Errno::EOPNOTSUPP));
+    io(c, sys::ACCEL_IOCTL_VM_BIND, &mut a)
+}
+
+fn syncobj(c: &Client, flags: u32) -> u32 {
+    let mut a = sys::accel_syncobj_create { flags, handle: 0 };
+    io(c, sys::ACCEL_IOCTL_SYNCOBJ_CREATE, &mut a).unwrap();
+    a.handle
+}
+
+fn sync_query(c: &Client, h: u32) -> (u64, i32) {
+    let (hs, mut p, mut st) = ([h], [0u64], [0i32]);
+    let mut a = sys::accel_syncobj_query {
+        handles_ptr: hs.as_ptr() as u64,
+        points_ptr: p.as_mut_ptr() as u64,
+        status_ptr: st.as_mut_ptr() as u64,
+        count: 1,
+        flags: 0,
+    };
+    io(c, sys::ACCEL_IOCTL_SYNCOBJ_QUERY, &mut a).unwrap();
+    (p[0], st[0])
+}
+
+#[test]
+fn bind_waits_for_in_syncs_and_signals_out_syncs() {
+    let rig = Rig::new();
+    let (c, ctx, bo) = setup(&rig);
+    let ready = syncobj(&c, sys::ACCEL_SYNCOBJ_CREATE_SIGNALED);
+    let (done, tl) = (syncobj(&c, 0), syncobj(&c, sys::ACCEL_SYNCOBJ_CREATE_TIMELINE));
+    let ins = [sys::accel_sync { handle: ready, ..Default::default() }];
+    let outs =
+        [sys::accel_sync { handle: done, ..Default::default() }, sys::accel_sync { handle: tl, flags: 0, point: 7 }];
+    bind_with_syncs(&c, ctx, map_op(bo, 0, VA_START, PAGE, RW), &ins, &outs).unwrap();
+    assert_eq!(mapped(&rig, &c, ctx, VA_START), Some((0, RW)));
+    assert_eq!((sync_query(&c, done), sync_query(&c, tl)), ((1, 0), (7, 0)), "out-syncs signalled on return");
+}
+
+#[test]
+fn bind_in_sync_without_a_fence_is_einval_and_unknown_is_enoent() {
+    let rig = Rig::new();
+    let (c, ctx, bo) = setup(&rig);
+    let empty = syncobj(&c, 0);
+    let op = map_op(bo, 0, VA_START, PAGE, RW);
+    assert_eq!(
+        bind_with_syncs(&c, ctx, op, &[sys::accel_sync { handle: empty, ..Default::default() }], &[]),
+        Err(Errno::EINVAL)
+    );
+    assert_eq!(
+        bind_with_syncs(&c, ctx, op, &[sys::accel_sync { handle: 77, ..Default::default() }], &[]),
+        Err(Errno::ENOENT)
+    );
+    assert_eq!(
+        bind_with_syncs(&c, ctx, op, &[], &[sys::accel_sync { handle: 77, ..Default::default() }]),
+        Err(Errno::ENOENT)
+    );
+    assert_eq!(mapped(&rig, &c, ctx, VA_START), None, "nothing was mapped");
 }
 
 #[test]

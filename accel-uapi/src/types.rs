@@ -321,6 +321,20 @@ uapi_enum! {
     }
 }
 
+impl CmpOp {
+    /// Evaluate `lhs op rhs`.
+    pub fn holds(self, lhs: u64, rhs: u64) -> bool {
+        match self {
+            CmpOp::Eq => lhs == rhs,
+            CmpOp::Ne => lhs != rhs,
+            CmpOp::Lt => lhs < rhs,
+            CmpOp::Le => lhs <= rhs,
+            CmpOp::Gt => lhs > rhs,
+            CmpOp::Ge => lhs >= rhs,
+        }
+    }
+}
+
 uapi_enum! {
     /// `ACCEL_REDUCE_*`.
     pub enum ReduceOp: u32 {

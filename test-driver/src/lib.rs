@@ -11,17 +11,32 @@
 //!   ([`HostMemory`]) so it can be mmapped and exported.
 //! - Page tables: one [`IntervalMap`] per context, updated all-or-nothing,
 //!   with a configurable entry budget (ENOMEM past it).
-//! - Fault injection: fail the Nth allocation.
-//! - Counters ([`MockStats`]) prove that the core frees everything exactly once.
+//! - Queues: one worker thread per hardware queue executes its jobs in FIFO
+//!   order (portable command streams on host memory, with page faults for
+//!   unmapped or under-privileged accesses) and reports each exactly once
+//!   through the queue's sink; a reset aborts the executing job.
+//! - Fault injection: fail the Nth allocation; hang or fail the Nth job; delay
+//!   every completion ([`MockConfig`]).
+//! - Counters ([`MockStats`]) prove that the core frees everything exactly
+//!   once; [`MockTotals`] counts jobs and resets.
+#![deny(missing_docs)]
 
-use accel_core::driver::{Allocation, DeviceInfo, EngineInfo, Limits, PortInfo, RegionInfo, VaLayout, VmId, VmUpdate};
+mod engine;
+mod exec;
+#[cfg(test)]
+mod tests;
+
+use accel_core::driver::{
+    Allocation, DeviceInfo, EngineInfo, HwQueueId, Job, JobSink, Limits, PortInfo, RegionInfo, VaLayout, VmId, VmUpdate,
+};
 use accel_core::{Driver, DriverError, HostMemory, IntervalMap, RangeAllocator, Splittable};
 use accel_uapi::flags::{Caps, VmBindFlags};
-use accel_uapi::types::{EngineClass, MemRegionKind, Mtu, PortState};
+use accel_uapi::types::{EngineClass, MemRegionKind, Mtu, PortState, Priority};
+use engine::{Engine, JobFaults};
 use parking_lot::Mutex;
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::time::Duration;
 
 /// PCI vendor id the mock reports (a value no real vendor uses).
 pub const MOCK_VENDOR_ID: u32 = 0x1dea;
@@ -55,6 +70,16 @@ pub struct MockConfig {
     pub max_bo_size: u64,
     /// Fail the Nth allocation (1-based) with ENOMEM.
     pub fail_alloc_at: Option<u64>,
+    /// The Nth job (1-based, counted across the whole device in execution
+    /// order) never completes until its queue is reset; it is then reported
+    /// as [`JobFault::Cancelled`](accel_core::driver::JobFault::Cancelled).
+    pub hang_job_at: Option<u64>,
+    /// The Nth job (1-based, as for `hang_job_at`) completes with
+    /// `JobFault::Device("injected failure")` without running its commands.
+    pub fail_job_at: Option<u64>,
+    /// Microseconds every job waits after executing and before it is reported
+    /// (a reset during the wait cancels it).
+    pub completion_delay_us: u64,
     /// Distinguishes devices: the last byte of the port GIDs.
     pub node_id: u8,
 }
@@ -72,6 +97,9 @@ impl Default for MockConfig {
             max_mappings: 1 << 22,
             max_bo_size: 256 << 20,
             fail_alloc_at: None,
+            hang_job_at: None,
+            fail_job_at: None,
+            completion_delay_us: 0,
             node_id: 1,
         }
     }
@@ -119,13 +147,26 @@ pub struct MockStats {
     pub bad_frees: i64,
     /// Page-table updates the core should never have sent (must stay 0).
     pub bad_updates: i64,
+    /// Hardware queues created and not yet destroyed.
+    pub live_queues: i64,
+    /// Queue operations (run, reset, destroy) on queues that do not exist (must stay 0).
+    pub bad_queue_ops: i64,
+}
+
+/// Cumulative counters of the mock (never go back to zero, unlike [`MockStats`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct MockTotals {
+    /// Jobs reported through a sink, whatever their result.
+    pub jobs_run: u64,
+    /// Successful `reset_queue` calls.
+    pub resets: u64,
 }
 
 /// The mock device.
 pub struct MockDriver {
     cfg: MockConfig,
     regions: Vec<(RegionInfo, Mutex<RangeAllocator>)>,
-    vms: Mutex<HashMap<u64, IntervalMap<Pte>>>,
+    engine: Arc<Engine>,
     next_vm: AtomicU64,
     alloc_calls: AtomicU64,
     live_allocs: AtomicI64,
@@ -157,10 +198,15 @@ impl MockDriver {
             let info = RegionInfo { id, kind, size, page_sizes: cfg.page_sizes, cpu_visible: true };
             regions.push((info, Mutex::new(RangeAllocator::new(REGION_BASE[id as usize], size, granule))));
         }
+        let faults = JobFaults {
+            hang_job_at: cfg.hang_job_at,
+            fail_job_at: cfg.fail_job_at,
+            completion_delay: Duration::from_micros(cfg.completion_delay_us),
+        };
         Arc::new(MockDriver {
             cfg,
             regions,
-            vms: Mutex::new(HashMap::new()),
+            engine: Arc::new(Engine::new(faults)),
             next_vm: AtomicU64::new(1),
             alloc_calls: AtomicU64::new(0),
             live_allocs: AtomicI64::new(0),
@@ -187,14 +233,32 @@ impl MockDriver {
             live_ptes: r(&self.live_ptes),
             bad_frees: r(&self.bad_frees),
             bad_updates: r(&self.bad_updates),
+            live_queues: r(&self.engine.live_queues),
+            bad_queue_ops: r(&self.engine.bad_queue_ops),
+        }
+    }
+
+    /// Cumulative job and reset counts.
+    pub fn totals(&self) -> MockTotals {
+        MockTotals {
+            jobs_run: self.engine.jobs_run.load(Ordering::Relaxed),
+            resets: self.engine.resets.load(Ordering::Relaxed),
         }
     }
 
     /// What context `vm` maps at `va`: backing memory, offset of `va` in it, permissions.
     pub fn translate(&self, vm: VmId, va: u64) -> Option<(Arc<HostMemory>, u64, VmBindFlags)> {
-        let vms = self.vms.lock();
+        let vms = self.engine.vms.lock();
         let (r, pte) = vms.get(&vm.0)?.lookup(va)?;
         Some((pte.host.clone(), pte.offset + (va - r.start), pte.perms))
+    }
+
+    fn engine_count(&self, class: EngineClass) -> u32 {
+        match class {
+            EngineClass::Compute => self.cfg.compute_engines,
+            EngineClass::Copy => self.cfg.copy_engines,
+            EngineClass::Fabric => 0,
+        }
     }
 
     fn region(&self, id: u32) -> Option<&(RegionInfo, Mutex<RangeAllocator>)> {
@@ -208,7 +272,14 @@ impl Driver for MockDriver {
     }
 
     fn caps(&self) -> Caps {
-        Caps::MEMORY | Caps::BO_SHARE
+        Caps::MEMORY
+            | Caps::BO_SHARE
+            | Caps::SUBMIT
+            | Caps::PORTABLE_CS
+            | Caps::SYNCOBJ
+            | Caps::SYNCOBJ_TIMELINE
+            | Caps::SYNCOBJ_SHARE
+            | Caps::CONTEXT_QUERY
     }
 
     fn limits(&self) -> Limits {
@@ -298,13 +369,13 @@ impl Driver for MockDriver {
 
     fn vm_create(&self) -> Result<VmId, DriverError> {
         let id = self.next_vm.fetch_add(1, Ordering::Relaxed);
-        self.vms.lock().insert(id, IntervalMap::new());
+        self.engine.vms.lock().insert(id, IntervalMap::new());
         self.live_vms.fetch_add(1, Ordering::Relaxed);
         Ok(VmId(id))
     }
 
     fn vm_destroy(&self, vm: VmId) {
-        if let Some(pt) = self.vms.lock().remove(&vm.0) {
+        if let Some(pt) = self.engine.vms.lock().remove(&vm.0) {
             self.live_vms.fetch_sub(1, Ordering::Relaxed);
             if !pt.is_empty() {
                 // The core unmaps everything before destroying a VM.
@@ -317,7 +388,7 @@ impl Driver for MockDriver {
     }
 
     fn vm_bind(&self, vm: VmId, updates: &[VmUpdate<'_>]) -> Result<(), DriverError> {
-        let mut vms = self.vms.lock();
+        let mut vms = self.engine.vms.lock();
         let pt = vms.get_mut(&vm.0).ok_or_else(|| DriverError::Invalid(format!("no VM {}", vm.0)))?;
         // Preflight, so a failure changes nothing: each map adds one entry;
         // an unmap adds one only when it splits an entry in two.
@@ -358,5 +429,37 @@ impl Driver for MockDriver {
             self.live_ptes.fetch_add(pt.len() as i64 - before, Ordering::Relaxed);
         }
         Ok(())
+    }
+
+    fn queue_create(
+        &self,
+        vm: VmId,
+        class: EngineClass,
+        _priority: Priority,
+        sink: Arc<dyn JobSink>,
+    ) -> Result<HwQueueId, DriverError> {
+        if self.engine_count(class) == 0 {
+            return Err(DriverError::NotSupported);
+        }
+        self.engine.create(vm.0, sink).map(HwQueueId)
+    }
+
+    fn queue_destroy(&self, queue: HwQueueId) {
+        self.engine.destroy(queue.0);
+    }
+
+    fn run_job(&self, queue: HwQueueId, job: Job) -> Result<(), DriverError> {
+        self.engine.submit(queue.0, job)
+    }
+
+    fn reset_queue(&self, queue: HwQueueId) -> Result<(), DriverError> {
+        self.engine.reset(queue.0)
+    }
+}
+
+impl Drop for MockDriver {
+    fn drop(&mut self) {
+        // Workers share the engine, not the driver: stop them so their threads exit.
+        self.engine.shutdown();
     }
 }

@@ -33,7 +33,20 @@ fn info_json_reports_what_the_device_announces() {
     assert_eq!(d["regions"][1]["kind"], "Device");
     assert_eq!(d["regions"][0]["size"], 1u64 << 30);
     assert_eq!(d["ports"][0]["gid"], "0000:0000:0000:0000:0000:ffff:0a00:0101");
-    assert_eq!(d["caps"], serde_json::json!(["MEMORY", "BO_SHARE", "DEVICE_MEMORY"]));
+    assert_eq!(
+        d["caps"],
+        serde_json::json!([
+            "MEMORY",
+            "BO_SHARE",
+            "SUBMIT",
+            "PORTABLE_CS",
+            "SYNCOBJ",
+            "SYNCOBJ_TIMELINE",
+            "SYNCOBJ_SHARE",
+            "CONTEXT_QUERY",
+            "DEVICE_MEMORY"
+        ])
+    );
 }
 
 #[test]

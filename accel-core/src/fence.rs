@@ -1,0 +1,230 @@
+//! Fences: one-shot completion objects carrying a status (0 or an errno).
+//!
+//! A fence is signalled exactly once. Callbacks registered with
+//! [`Fence::on_signal`] run after the fence's lock is released, so they may
+//! take other locks or signal other fences. [`wait_many`] waits for any or all
+//! of several fences until an absolute deadline.
+
+use accel_uapi::Errno;
+use parking_lot::{Condvar, Mutex};
+use std::sync::{Arc, Weak};
+use std::time::Instant;
+
+/// A fence's outcome: `Ok` or the errno the work failed with.
+pub type Status = Result<(), Errno>;
+
+type Callback = Box<dyn FnOnce(Status) + Send>;
+
+#[derive(Default)]
+struct Inner {
+    status: Option<Status>,
+    callbacks: Vec<Callback>,
+}
+
+/// A one-shot completion with an error status.
+#[derive(Default)]
+pub struct Fence {
+    inner: Mutex<Inner>,
+    cond: Condvar,
+}
+
+impl std::fmt::Debug for Fence {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Fence").field("status", &self.status()).finish()
+    }
+}
+
+impl Fence {
+    /// An unsignalled fence.
+    pub fn new() -> Arc<Fence> {
+        Arc::new(Fence::default())
+    }
+
+    /// A fence already signalled with `status`.
+    pub fn signaled(status: Status) -> Arc<Fence> {
+        let f = Fence::default();
+        f.inner.lock().status = Some(status);
+        Arc::new(f)
+    }
+
+    /// Signal; returns false (and changes nothing) if it already was.
+    pub fn signal(&self, status: Status) -> bool {
+        let callbacks = {
+            let mut g = self.inner.lock();
+            if g.status.is_some() {
+                return false;
+            }
+            g.status = Some(status);
+            std::mem::take(&mut g.callbacks)
+        };
+        self.cond.notify_all();
+        for cb in callbacks {
+            cb(status);
+        }
+        true
+    }
+
+    /// `None` while unsignalled.
+    pub fn status(&self) -> Option<Status> {
+        self.inner.lock().status
+    }
+
+    /// Signalled (successfully or not).
+    pub fn is_signaled(&self) -> bool {
+        self.status().is_some()
+    }
+
+    /// Run `f` once the fence is signalled (now, if it already is).
+    pub fn on_signal(&self, f: impl FnOnce(Status) + Send + 'static) {
+        let now = {
+            let mut g = self.inner.lock();
+            match g.status {
+                Some(s) => Some(s),
+                None => {
+                    g.callbacks.push(Box::new(f));
+                    return;
+                }
+            }
+        };
+        if let Some(s) = now {
+            f(s);
+        }
+    }
+
+    /// Block until signalled or `deadline`; returns the status if signalled.
+    pub fn wait(&self, deadline: Option<Instant>) -> Option<Status> {
+        let mut g = self.inner.lock();
+        loop {
+            if let Some(s) = g.status {
+                return Some(s);
+            }
+            match deadline {
+                Some(d) => {
+                    if self.cond.wait_until(&mut g, d).timed_out() {
+                        return g.status;
+                    }
+                }
+                None => self.cond.wait(&mut g),
+            }
+        }
+    }
+}
+
+#[derive(Default)]
+struct Waker {
+    generation: Mutex<u64>,
+    cond: Condvar,
+}
+
+/// Wait for `all` (or any) of `fences` until `deadline` (`None` = forever;
+/// a deadline in the past = poll). Returns the index of the first signalled
+/// fence (any) or 0 (all), or `ETIMEDOUT`.
+pub fn wait_many(fences: &[Arc<Fence>], all: bool, deadline: Option<Instant>) -> Result<u32, Errno> {
+    let check = || -> Option<u32> {
+        if all {
+            fences.iter().all(|f| f.is_signaled()).then_some(0)
+        } else {
+            fences.iter().position(|f| f.is_signaled()).map(|i| i as u32)
+        }
+    };
+    if let Some(i) = check() {
+        return Ok(i);
+    }
+    if deadline.is_some_and(|d| d <= Instant::now()) {
+        return Err(Errno::ETIMEDOUT);
+    }
+    let waker = Arc::new(Waker::default());
+    for f in fences {
+        let w: Weak<Waker> = Arc::downgrade(&waker);
+        f.on_signal(move |_| {
+            if let Some(w) = w.upgrade() {
+                *w.generation.lock() += 1;
+                w.cond.notify_all();
+            }
+        });
+    }
+    let mut g = waker.generation.lock();
+    loop {
+        if let Some(i) = check() {
+            return Ok(i);
+        }
+        match deadline {
+            Some(d) => {
+                if waker.cond.wait_until(&mut g, d).timed_out() {
+                    return check().ok_or(Errno::ETIMEDOUT);
+                }
+            }
+            None => waker.cond.wait(&mut g),
+        }
+    }
+}
+
+/// Convert an absolute CLOCK_MONOTONIC deadline in ns (UAPI-RULES.md rule 11)
+/// to an `Instant`: `<= now` polls, `i64::MAX` waits forever.
+pub fn deadline_from_monotonic_ns(timeout_ns: i64) -> Option<Instant> {
+    if timeout_ns == i64::MAX {
+        return None;
+    }
+    let now_ns = monotonic_ns();
+    let now = Instant::now();
+    if timeout_ns <= now_ns {
+        return Some(now);
+    }
+    Some(now + std::time::Duration::from_nanos((timeout_ns - now_ns) as u64))
+}
+
+/// CLOCK_MONOTONIC now, in nanoseconds.
+pub fn monotonic_ns() -> i64 {
+    match nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC) {
+        Ok(ts) => ts.tv_sec().saturating_mul(1_000_000_000).saturating_add(ts.tv_nsec()),
+        Err(_) => 0,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn signals_once_and_runs_callbacks() {
+        let f = Fence::new();
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let s = seen.clone();
+        f.on_signal(move |st| s.lock().push(st));
+        assert!(f.signal(Err(Errno::EIO)));
+        assert!(!f.signal(Ok(())));
+        assert_eq!(f.status(), Some(Err(Errno::EIO)));
+        let s = seen.clone();
+        f.on_signal(move |st| s.lock().push(st));
+        assert_eq!(*seen.lock(), vec![Err(Errno::EIO), Err(Errno::EIO)]);
+    }
+
+    #[test]
+    fn wait_many_any_all_and_deadline() {
+        let (a, b) = (Fence::new(), Fence::new());
+        let fs = [a.clone(), b.clone()];
+        let soon = Some(Instant::now() + Duration::from_millis(20));
+        assert_eq!(wait_many(&fs, false, soon), Err(Errno::ETIMEDOUT));
+        let b2 = b.clone();
+        let t = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(10));
+            b2.signal(Ok(()));
+        });
+        assert_eq!(wait_many(&fs, false, None), Ok(1));
+        t.join().unwrap();
+        assert_eq!(wait_many(&fs, true, Some(Instant::now())), Err(Errno::ETIMEDOUT));
+        a.signal(Ok(()));
+        assert_eq!(wait_many(&fs, true, Some(Instant::now())), Ok(0));
+    }
+
+    #[test]
+    fn monotonic_deadlines() {
+        assert_eq!(deadline_from_monotonic_ns(i64::MAX), None);
+        let past = deadline_from_monotonic_ns(0).unwrap();
+        assert!(past <= Instant::now());
+        let fut = deadline_from_monotonic_ns(monotonic_ns() + 50_000_000).unwrap();
+        let left = fut - Instant::now();
+        assert!(left > Duration::from_millis(30) && left <= Duration::from_millis(50), "{left:?}");
+    }
+}

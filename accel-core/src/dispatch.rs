@@ -175,6 +175,11 @@ impl Call<'_> {
         self.desc
     }
 
+    /// The device the call is for.
+    pub fn device(&self) -> &Device {
+        self.device
+    }
+
     /// The argument struct.
     pub fn arg<T: FromBytes + KnownLayout + Immutable>(&self) -> Result<T> {
         T::read_from_bytes(&self.buf).map_err(|_| Error::invalid("argument layout mismatch"))
@@ -348,6 +353,10 @@ fn submit(file: &File, call: &mut Call<'_>) -> Result<()> {
     let raw_chunks: Vec<sys::accel_chunk> = call.input(0)?;
     let waits: Vec<sys::accel_sync> = call.input(1)?;
     let signals: Vec<sys::accel_sync> = call.input(2)?;
+    let caps = call.device.caps();
+    if (!waits.is_empty() || !signals.is_empty()) && !caps.contains(Caps::SYNCOBJ) {
+        return Err(Error::NotSupported("SUBMIT waits/signals need ACCEL_CAP_SYNCOBJ".into()));
+    }
     // 1. Chunks: copied out of their BOs and validated.
     let mut chunks = Vec::with_capacity(raw_chunks.len());
     for (i, c) in raw_chunks.iter().enumerate() {
@@ -431,6 +440,9 @@ fn vm_bind(file: &File, call: &mut Call<'_>) -> Result<()> {
     // default job timeout) and signals its out-syncs before returning.
     let ins: Vec<sys::accel_sync> = call.input(1)?;
     let outs: Vec<sys::accel_sync> = call.input(2)?;
+    if (!ins.is_empty() || !outs.is_empty()) && !call.device.caps().contains(Caps::SYNCOBJ) {
+        return Err(Error::NotSupported("VM_BIND syncs need ACCEL_CAP_SYNCOBJ".into()));
+    }
     let mut in_fences = Vec::with_capacity(ins.len());
     for s in &ins {
         in_fences.push(file.syncobj(s.handle)?.wait_fence(s.point, false)?);

@@ -7,7 +7,7 @@ use crate::error::{Error, Result};
 use crate::fence::{deadline_from_monotonic_ns, wait_many};
 use crate::file::File;
 use crate::syncobj::Syncobj;
-use accel_uapi::flags::{SyncobjCreateFlags, SyncobjWaitFlags};
+use accel_uapi::flags::{Caps, SyncobjCreateFlags, SyncobjWaitFlags};
 use accel_uapi::sys;
 use std::os::fd::IntoRawFd;
 use std::sync::Arc;
@@ -25,6 +25,9 @@ pub(crate) fn handle(file: &File, call: &mut Call<'_>) -> Result<()> {
         0x40 => {
             let mut a: sys::accel_syncobj_create = call.arg()?;
             let f = SyncobjCreateFlags::from_bits_retain(a.flags);
+            if f.contains(SyncobjCreateFlags::TIMELINE) && !call.device().caps().contains(Caps::SYNCOBJ_TIMELINE) {
+                return Err(Error::NotSupported("timeline syncobjs".into()));
+            }
             if f.contains(SyncobjCreateFlags::TIMELINE | SyncobjCreateFlags::SIGNALED) {
                 return Err(Error::invalid("a timeline syncobj cannot be created signalled (its payload starts at 0)"));
             }

@@ -260,10 +260,13 @@ pub trait Driver: Send + Sync + 'static {
     fn run_job(&self, _queue: HwQueueId, _job: Job) -> Result<(), DriverError> {
         Err(DriverError::NotSupported)
     }
-    /// Reset the engine behind `queue` after a hang: every job on it completes
-    /// (the hung one with its fault, innocent ones are re-run or cancelled) and
-    /// the engine accepts new jobs afterwards.
-    fn reset_queue(&self, _queue: HwQueueId) -> Result<(), DriverError> {
+    /// Reset the engine behind `queue` after job `hung_seqno` hung. The core has
+    /// already completed that job (ETIMEDOUT) and ignores a late report of it.
+    /// If it is still executing, abort it; if it already finished (a reset
+    /// racing with completion), leave the engine alone. Jobs queued behind it
+    /// are innocent: they run (or re-run) afterwards and complete normally,
+    /// and the engine accepts new jobs.
+    fn reset_queue(&self, _queue: HwQueueId, _hung_seqno: u64) -> Result<(), DriverError> {
         Err(DriverError::NotSupported)
     }
     /// Validate and patch a native command buffer for context `vm`.

@@ -19,6 +19,8 @@ type Callback = Box<dyn FnOnce(Status) + Send>;
 struct Inner {
     status: Option<Status>,
     callbacks: Vec<Callback>,
+    /// Threads blocked in [`wait_many`]; dead entries are pruned on insert.
+    wakers: Vec<Weak<Waker>>,
 }
 
 /// A one-shot completion with an error status.
@@ -49,18 +51,38 @@ impl Fence {
 
     /// Signal; returns false (and changes nothing) if it already was.
     pub fn signal(&self, status: Status) -> bool {
-        let callbacks = {
+        let (callbacks, wakers) = {
             let mut g = self.inner.lock();
             if g.status.is_some() {
                 return false;
             }
             g.status = Some(status);
-            std::mem::take(&mut g.callbacks)
+            (std::mem::take(&mut g.callbacks), std::mem::take(&mut g.wakers))
         };
         self.cond.notify_all();
+        for w in wakers.iter().filter_map(Weak::upgrade) {
+            w.wake();
+        }
         for cb in callbacks {
             cb(status);
         }
+        true
+    }
+
+    /// Whether anything waits on this fence (a callback or a blocked waiter).
+    pub fn has_waiters(&self) -> bool {
+        let g = self.inner.lock();
+        !g.callbacks.is_empty() || g.wakers.iter().any(|w| w.strong_count() > 0)
+    }
+
+    /// Register a blocked waiter; false if the fence is already signalled.
+    fn add_waker(&self, w: &Arc<Waker>) -> bool {
+        let mut g = self.inner.lock();
+        if g.status.is_some() {
+            return false;
+        }
+        g.wakers.retain(|x| x.strong_count() > 0);
+        g.wakers.push(Arc::downgrade(w));
         true
     }
 
@@ -110,10 +132,30 @@ impl Fence {
     }
 }
 
+impl Drop for Fence {
+    /// A fence that dies unsignalled can never signal: its callbacks (jobs
+    /// waiting on it) learn that with ECANCELED instead of waiting forever.
+    fn drop(&mut self) {
+        let g = self.inner.get_mut();
+        if g.status.is_none() {
+            for cb in std::mem::take(&mut g.callbacks) {
+                cb(Err(Errno::ECANCELED));
+            }
+        }
+    }
+}
+
 #[derive(Default)]
 struct Waker {
     generation: Mutex<u64>,
     cond: Condvar,
+}
+
+impl Waker {
+    fn wake(&self) {
+        *self.generation.lock() += 1;
+        self.cond.notify_all();
+    }
 }
 
 /// Wait for `all` (or any) of `fences` until `deadline` (`None` = forever;
@@ -135,13 +177,7 @@ pub fn wait_many(fences: &[Arc<Fence>], all: bool, deadline: Option<Instant>) ->
     }
     let waker = Arc::new(Waker::default());
     for f in fences {
-        let w: Weak<Waker> = Arc::downgrade(&waker);
-        f.on_signal(move |_| {
-            if let Some(w) = w.upgrade() {
-                *w.generation.lock() += 1;
-                w.cond.notify_all();
-            }
-        });
+        f.add_waker(&waker);
     }
     let mut g = waker.generation.lock();
     loop {
@@ -198,6 +234,27 @@ mod tests {
         let s = seen.clone();
         f.on_signal(move |st| s.lock().push(st));
         assert_eq!(*seen.lock(), vec![Err(Errno::EIO), Err(Errno::EIO)]);
+    }
+
+    #[test]
+    fn dropping_an_unsignalled_fence_cancels_its_waiters() {
+        let seen = Arc::new(Mutex::new(None));
+        let s = seen.clone();
+        let f = Fence::new();
+        f.on_signal(move |st| *s.lock() = Some(st));
+        assert!(f.has_waiters());
+        drop(f);
+        assert_eq!(*seen.lock(), Some(Err(Errno::ECANCELED)));
+    }
+
+    #[test]
+    fn timed_out_waits_leave_nothing_behind() {
+        let f = Fence::new();
+        for _ in 0..100 {
+            assert_eq!(wait_many(&[f.clone()], false, Some(Instant::now() + Duration::from_micros(10))), Err(Errno::ETIMEDOUT));
+        }
+        assert!(!f.has_waiters(), "dead waiters are not kept");
+        assert!(f.inner.lock().wakers.len() <= 1);
     }
 
     #[test]

@@ -18,7 +18,7 @@
 use crate::device::Device;
 use crate::driver::{HwQueueId, Job, JobChunk, JobFault, JobSink};
 use crate::error::{Error, Result};
-use crate::fence::Fence;
+use crate::fence::{Fence, Status};
 use crate::stats::Counters;
 use crate::vm::Context;
 use accel_uapi::Errno;
@@ -44,8 +44,9 @@ struct State {
     inflight: usize,
     /// Waiting for dependencies or for the jobs ahead of them.
     waiting: VecDeque<Pending>,
-    /// Handed to the driver, in order.
-    running: VecDeque<(u64, Arc<Fence>)>,
+    /// Handed to the driver, in order, with the status forced on jobs that
+    /// did not need to run (a failed dependency, no chunks).
+    running: VecDeque<(u64, Arc<Fence>, Option<Status>)>,
     /// When the head of `running` became the head.
     head_since: Option<Instant>,
     pumping: bool,
@@ -194,8 +195,7 @@ impl Queue {
     fn pump(&self) {
         loop {
             let mut run = Vec::new();
-            let mut failed = Vec::new();
-            let mut done = Vec::new();
+            let mut immediate: Vec<(Arc<Fence>, Status)> = Vec::new();
             {
                 let mut st = self.state.lock();
                 if st.pumping {
@@ -206,26 +206,30 @@ impl Queue {
                 while st.waiting.front().is_some_and(|p| p.deps.load(Ordering::Acquire) == 0) {
                     let Some(p) = st.waiting.pop_front() else { break };
                     let dep_err = *p.dep_error.lock();
-                    match dep_err {
-                        Some(e) => failed.push((p.seqno, p.fence, e)),
-                        // An empty job on an idle queue has nothing to wait for:
-                        // signal it without an engine round trip.
-                        None if p.chunks.is_empty() && st.running.is_empty() => done.push(p.fence),
-                        None => {
+                    // A job whose dependency failed does not run (it takes that
+                    // errno); a job without chunks has nothing to run. On an
+                    // idle queue both complete at once; behind running jobs they
+                    // go to the engine empty, so completion stays in FIFO order.
+                    let forced = match dep_err {
+                        Some(e) => Some(Err(e)),
+                        None if p.chunks.is_empty() => Some(Ok(())),
+                        None => None,
+                    };
+                    match forced {
+                        Some(status) if st.running.is_empty() => immediate.push((p.fence, status)),
+                        _ => {
                             if st.running.is_empty() {
                                 st.head_since = Some(Instant::now());
                             }
-                            st.running.push_back((p.seqno, p.fence));
-                            run.push(Job { seqno: p.seqno, chunks: p.chunks });
+                            let chunks = if forced.is_some() { Vec::new() } else { p.chunks };
+                            st.running.push_back((p.seqno, p.fence, forced));
+                            run.push(Job { seqno: p.seqno, chunks });
                         }
                     }
                 }
             }
-            for (_, fence, e) in failed {
-                self.retire(&fence, Err(e));
-            }
-            for fence in done {
-                self.retire(&fence, Ok(()));
+            for (fence, status) in immediate {
+                self.retire(&fence, status);
             }
             for job in run {
                 let seqno = job.seqno;
@@ -244,17 +248,21 @@ impl Queue {
 
     /// The driver finished job `seqno`.
     fn complete(&self, seqno: u64, result: std::result::Result<(), JobFault>) {
-        let fence = {
+        let (fence, forced) = {
             let mut st = self.state.lock();
-            let Some(pos) = st.running.iter().position(|(s, _)| *s == seqno) else {
+            let Some(pos) = st.running.iter().position(|(s, _, _)| *s == seqno) else {
                 return; // already completed by the watchdog
             };
-            let (_, f) = st.running.remove(pos).unwrap_or_else(|| unreachable!());
+            let Some((_, f, forced)) = st.running.remove(pos) else { return };
             if pos == 0 {
                 st.head_since = (!st.running.is_empty()).then(Instant::now);
             }
-            f
+            (f, forced)
         };
+        if let Some(status) = forced {
+            self.retire(&fence, status);
+            return;
+        }
         let status = match result {
             Ok(()) => Ok(()),
             Err(JobFault::PageFault { addr, access }) => {
@@ -271,7 +279,7 @@ impl Queue {
         self.retire(&fence, status);
     }
 
-    fn retire(&self, fence: &Arc<Fence>, status: crate::fence::Status) {
+    fn retire(&self, fence: &Arc<Fence>, status: Status) {
         fence.signal(status);
         Counters::add(&self.device.counters.jobs, -1);
         let keep = {
@@ -289,9 +297,9 @@ impl Queue {
             let mut st = self.state.lock();
             match st.head_since {
                 Some(t) if now.duration_since(t) > self.timeout => {
-                    let (seqno, f) = st.running.pop_front().unwrap_or_else(|| unreachable!());
+                    let head = st.running.pop_front().map(|(seqno, f, _)| (seqno, f));
                     st.head_since = (!st.running.is_empty()).then_some(now);
-                    Some((seqno, f))
+                    head
                 }
                 _ => None,
             }
@@ -300,7 +308,7 @@ impl Queue {
         tracing::warn!(seqno, timeout = ?self.timeout, "job timed out: banning its context and resetting the engine");
         self.ctx.ban(Errno::ETIMEDOUT);
         self.retire(&fence, Err(Errno::ETIMEDOUT));
-        if let Err(e) = self.device.driver.reset_queue(self.hw) {
+        if let Err(e) = self.device.driver.reset_queue(self.hw, seqno) {
             tracing::error!("engine reset failed: {e}");
         }
     }

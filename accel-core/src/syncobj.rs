@@ -93,6 +93,8 @@ impl Syncobj {
                     Some(f) => Ok(f.clone()),
                     None if wait_for_submit => {
                         let p = Fence::new();
+                        // Proxies nobody waits on any more (timed-out waits) are dropped.
+                        proxies.retain(|x| Arc::strong_count(x) > 1 || x.has_waiters());
                         proxies.push(p.clone());
                         Ok(p)
                     }
@@ -111,6 +113,7 @@ impl Syncobj {
                     return Err(Error::invalid(format!("timeline point {point} not submitted (use WAIT_FOR_SUBMIT)")));
                 }
                 let w = Fence::new();
+                watchers.retain(|(_, x)| Arc::strong_count(x) > 1 || x.has_waiters());
                 watchers.push((point, w.clone()));
                 Ok(w)
             }
@@ -175,14 +178,15 @@ impl Syncobj {
     }
 
     pub(crate) fn undo(&self, u: Undo) {
-        let mut st = self.state.lock();
-        match (&mut *st, u) {
-            (State::Binary { fence, .. }, Undo::Binary(old)) => *fence = old,
-            (State::Timeline { pending, .. }, Undo::Timeline(p)) => {
-                pending.remove(&p);
+        // Whatever is replaced is dropped after the lock: dropping a fence may run callbacks.
+        let _replaced = {
+            let mut st = self.state.lock();
+            match (&mut *st, u) {
+                (State::Binary { fence, .. }, Undo::Binary(old)) => std::mem::replace(fence, old),
+                (State::Timeline { pending, .. }, Undo::Timeline(p)) => pending.remove(&p),
+                _ => None,
             }
-            _ => {}
-        }
+        };
     }
 
     /// Advance a timeline over every leading signalled point and fire watchers.
@@ -227,13 +231,11 @@ impl Syncobj {
 
     /// Reset a binary syncobj to "no fence".
     pub fn reset(&self) -> Result<()> {
-        match &mut *self.state.lock() {
-            State::Binary { fence, .. } => {
-                *fence = None;
-                Ok(())
-            }
-            State::Timeline { .. } => Err(Error::invalid("RESET of a timeline syncobj")),
-        }
+        let _old = match &mut *self.state.lock() {
+            State::Binary { fence, .. } => fence.take(),
+            State::Timeline { .. } => return Err(Error::invalid("RESET of a timeline syncobj")),
+        };
+        Ok(())
     }
 
     /// (point, status): binary -> 1 if its fence signalled else 0; timeline ->

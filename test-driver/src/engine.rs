@@ -29,6 +29,8 @@ struct QueueState {
     jobs: VecDeque<Job>,
     /// A job is executing.
     running: bool,
+    /// Sequence number of the executing job.
+    current: Option<u64>,
     /// A reset aborted the executing job.
     abort: bool,
     /// Destroyed: drop everything (unreported) and exit.
@@ -171,12 +173,14 @@ impl Engine {
         Ok(())
     }
 
-    /// Abort the executing job of a queue (it reports Cancelled); queued jobs stay.
-    pub(crate) fn reset(&self, id: u64) -> Result<(), DriverError> {
+    /// Abort job `hung` if it is the one executing (it reports Cancelled);
+    /// queued jobs stay. A job that already finished is not touched, so a
+    /// reset racing with a completion never cancels the next, innocent job.
+    pub(crate) fn reset(&self, id: u64, hung: u64) -> Result<(), DriverError> {
         let q = self.queue(id)?;
         {
             let mut s = q.state.lock();
-            if s.running {
+            if s.running && s.current == Some(hung) {
                 s.abort = true;
             }
         }
@@ -206,6 +210,7 @@ impl Engine {
                     }
                     if let Some(j) = s.jobs.pop_front() {
                         s.running = true;
+                        s.current = Some(j.seqno);
                         s.abort = false;
                         break j;
                     }
@@ -220,6 +225,7 @@ impl Engine {
             let (aborted, dead) = {
                 let mut s = q.state.lock();
                 s.running = false;
+                s.current = None;
                 (std::mem::take(&mut s.abort), s.dead)
             };
             if dead {

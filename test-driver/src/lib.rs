@@ -452,8 +452,8 @@ impl Driver for MockDriver {
         self.engine.submit(queue.0, job)
     }
 
-    fn reset_queue(&self, queue: HwQueueId) -> Result<(), DriverError> {
-        self.engine.reset(queue.0)
+    fn reset_queue(&self, queue: HwQueueId, hung_seqno: u64) -> Result<(), DriverError> {
+        self.engine.reset(queue.0, hung_seqno)
     }
 }
 

@@ -420,16 +420,19 @@ fn reset_aborts_a_wait_and_reruns_the_jobs_behind_it() {
     rig.run(&q, 1, vec![wait, wv(sem + 8, 1, 8)]);
     rig.run(&q, 2, vec![wv(sem + 16, 2, 8)]);
     q.quiet(20);
+    // A reset naming a job that is not the one executing leaves the engine alone.
+    rig.drv.reset_queue(q.id, 2).unwrap();
+    q.quiet(20);
     let t = Instant::now();
-    rig.drv.reset_queue(q.id).unwrap();
+    rig.drv.reset_queue(q.id, 1).unwrap();
     assert_eq!(q.done(), (1, Err(JobFault::Cancelled)));
     assert!(t.elapsed() < Duration::from_millis(500), "reset is prompt");
     assert_eq!(q.done(), (2, Ok(())));
     assert_eq!((rig.u64_at(sem + 8), rig.u64_at(sem + 16)), (0, 2));
     // A reset of an idle queue changes nothing.
-    rig.drv.reset_queue(q.id).unwrap();
+    rig.drv.reset_queue(q.id, 1).unwrap();
     assert_eq!(rig.exec(&q, vec![wv(sem + 24, 3, 8)]), Ok(()));
-    assert_eq!(rig.drv.totals(), MockTotals { jobs_run: 3, resets: 2 });
+    assert_eq!(rig.drv.totals(), MockTotals { jobs_run: 3, resets: 3 });
     rig.finish(&[&q]);
 }
 
@@ -445,7 +448,7 @@ fn hung_job_is_cancelled_by_reset_and_the_queue_goes_on() {
     assert_eq!(q.done(), (1, Ok(())));
     q.quiet(30);
     assert_eq!(rig.drv.totals(), MockTotals { jobs_run: 1, resets: 0 });
-    rig.drv.reset_queue(q.id).unwrap();
+    rig.drv.reset_queue(q.id, 2).unwrap();
     assert_eq!(q.done(), (2, Err(JobFault::Cancelled)));
     assert_eq!(q.done(), (3, Ok(())));
     assert_eq!((rig.u64_at(va + 8), rig.u64_at(va + 16), rig.u64_at(va + 24)), (1, 0, 3));
@@ -510,7 +513,7 @@ fn queue_destroy_drops_pending_jobs_and_releases_the_sink() {
     assert_eq!(q.rx.try_recv().err(), Some(std::sync::mpsc::TryRecvError::Empty), "nothing reported");
     assert_eq!(rig.u64_at(sem + 8), 0);
     assert!(matches!(rig.drv.run_job(q.id, Job { seqno: 3, chunks: vec![] }), Err(DriverError::Invalid(_))));
-    assert!(matches!(rig.drv.reset_queue(q.id), Err(DriverError::Invalid(_))));
+    assert!(matches!(rig.drv.reset_queue(q.id, 2), Err(DriverError::Invalid(_))));
     assert_eq!(rig.drv.stats().bad_queue_ops, 2);
     assert_eq!(rig.drv.totals().jobs_run, 0);
 }

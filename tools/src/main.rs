@@ -21,14 +21,52 @@ struct Cli {
     /// Embedded mock devices to register before running the command.
     #[arg(long, default_value_t = 2, global = true)]
     mock: u32,
+    /// Fault injection on the embedded mocks: fail the Nth job with EIO.
+    #[arg(long, global = true, value_name = "N")]
+    fail_job_at: Option<u64>,
+    /// Fault injection on the embedded mocks: hang the Nth job until reset.
+    #[arg(long, global = true, value_name = "N")]
+    hang_job_at: Option<u64>,
     #[command(subcommand)]
     cmd: Cmd,
+}
+
+/// Report formats of `accel conformance`.
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+enum Format {
+    /// A table, failure reasons and totals.
+    Table,
+    /// KTAP version 1 (the kernel's test format).
+    Ktap,
+    /// JUnit XML.
+    Junit,
 }
 
 #[derive(Subcommand)]
 enum Cmd {
     /// List devices.
     Devices,
+    /// Run the conformance suite against a device; the exit status is the number of failures.
+    Conformance {
+        /// Device name or path.
+        #[arg(long, short, default_value = "accel0")]
+        device: String,
+        /// Only these areas (device, memory, vm, submit, syncobj, fabric, isolation, negative).
+        #[arg(long = "area", value_name = "AREA")]
+        areas: Vec<String>,
+        /// Only tests whose name contains this.
+        #[arg(long)]
+        test: Option<String>,
+        /// Report format.
+        #[arg(long, value_enum, default_value = "table")]
+        format: Format,
+        /// Write the report here instead of standard output.
+        #[arg(long, short)]
+        output: Option<std::path::PathBuf>,
+        /// List the tests instead of running them.
+        #[arg(long)]
+        list: bool,
+    },
     /// Show everything a device announces (ibv_devinfo-like).
     Info {
         /// Device name or path (default: every device).
@@ -230,14 +268,112 @@ fn print_info(i: &Info) {
     }
 }
 
-fn run(cli: Cli) -> Result<(), String> {
+/// Run the suite; returns the number of failed and timed-out tests.
+fn conformance(
+    device: &str,
+    areas: &[String],
+    test: Option<String>,
+    format: Format,
+    output: Option<std::path::PathBuf>,
+    list: bool,
+) -> Result<usize, String> {
+    use accel_conformance::{Area, Filter, Outcome, Target, all_tests, report};
+    use std::io::IsTerminal;
+    let mut filter = Filter { areas: Vec::new(), name: test };
+    for a in areas {
+        filter.areas.push(Area::parse(a).ok_or_else(|| {
+            let all: Vec<&str> = Area::ALL.iter().map(|a| a.name()).collect();
+            format!("unknown area {a:?} (areas: {})", all.join(", "))
+        })?);
+    }
+    let suite = all_tests();
+    if list {
+        for t in suite.iter().filter(|t| filter.selects(t)) {
+            println!("{}", t.full_name());
+        }
+        return Ok(0);
+    }
+    let target = Target::named(device);
+    target.open().map_err(|e| format!("{device}: {e}"))?;
+    let selected = suite.iter().filter(|t| filter.selects(t)).count();
+    let tty = std::io::stderr().is_terminal();
+    let bar = if tty {
+        let b = indicatif::ProgressBar::new(selected as u64);
+        b.set_style(
+            indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} {elapsed} {msg}")
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        );
+        Some(b)
+    } else {
+        eprintln!("accel conformance: {selected} tests on {device}");
+        None
+    };
+    let (mut area_done, mut area_bad, mut area_skip, mut current) = (0usize, 0usize, 0usize, None);
+    let r = accel_conformance::run(&target, &suite, &filter, |t| {
+        if let Some(b) = &bar {
+            b.inc(1);
+            b.set_message(t.name.clone());
+            if matches!(t.outcome, Outcome::Fail(_) | Outcome::Timeout) {
+                b.println(format!("{} {}", t.outcome.label(), t.name));
+            }
+            return;
+        }
+        if current != Some(t.area) {
+            if let Some(a) = current {
+                eprintln!("  {:<10} {area_done} run, {area_bad} failed, {area_skip} not supported", a.name());
+            }
+            (current, area_done, area_bad, area_skip) = (Some(t.area), 0, 0, 0);
+        }
+        area_done += 1;
+        if matches!(t.outcome, Outcome::NotSupported(_)) {
+            area_skip += 1;
+        }
+        if matches!(t.outcome, Outcome::Fail(_) | Outcome::Timeout) {
+            area_bad += 1;
+            eprintln!("  {} {}", t.outcome.label(), t.name);
+        }
+    });
+    if let Some(b) = bar {
+        b.finish_and_clear();
+    } else if let Some(a) = current {
+        eprintln!("  {:<10} {area_done} run, {area_bad} failed, {area_skip} not supported", a.name());
+    }
+    let text = match format {
+        Format::Table => report::table(&r),
+        Format::Ktap => report::ktap(&r),
+        Format::Junit => report::junit(&r),
+    };
+    match output {
+        Some(path) => {
+            std::fs::write(&path, text).map_err(|e| format!("{}: {e}", path.display()))?;
+            eprintln!("{}", report::summary(&r));
+        }
+        None => print!("{text}"),
+    }
+    Ok(r.failed() + r.timed_out())
+}
+
+fn run(cli: Cli) -> Result<u8, String> {
     let registry = Registry::global();
     for n in 0..cli.mock {
-        let cfg = test_driver::MockConfig { node_id: (n + 1) as u8, ..Default::default() };
+        let cfg = test_driver::MockConfig {
+            node_id: (n + 1) as u8,
+            fail_job_at: cli.fail_job_at,
+            hang_job_at: cli.hang_job_at,
+            ..Default::default()
+        };
         registry.register(test_driver::MockDriver::new(cfg)).map_err(|e| format!("registering a mock device: {e}"))?;
     }
     let names: Vec<String> = registry.devices().iter().map(|d| d.name().to_string()).collect();
     match cli.cmd {
+        Cmd::Conformance { device, areas, test, format, output, list } => {
+            let failures = conformance(&device, &areas, test, format, output, list)?;
+            if failures > 0 {
+                eprintln!("accel: {failures} tests failed");
+            }
+            // The exit status is the number of failures (capped to what a status can hold).
+            Ok(u8::try_from(failures).unwrap_or(u8::MAX))
+        }
         Cmd::Devices => {
             println!("    device          \tdriver");
             println!("    ------          \t------");
@@ -246,7 +382,7 @@ fn run(cli: Cli) -> Result<(), String> {
                 let i = info(&c).map_err(|e| format!("{n}: {e}"))?;
                 println!("    {:<16}\t{}", n, i.driver);
             }
-            Ok(())
+            Ok(0)
         }
         Cmd::Info { device, json } => {
             let selected: Vec<String> = match device {
@@ -268,14 +404,14 @@ fn run(cli: Cli) -> Result<(), String> {
                     print_info(i);
                 }
             }
-            Ok(())
+            Ok(0)
         }
     }
 }
 
 fn main() -> ExitCode {
     match run(Cli::parse()) {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => ExitCode::from(code),
         Err(e) => {
             eprintln!("accel: {e}");
             ExitCode::FAILURE

@@ -62,3 +62,64 @@ fn no_devices_is_an_error() {
     assert_eq!(code, 1);
     assert!(err.contains("no accel devices"), "{err}");
 }
+
+#[test]
+fn conformance_passes_on_the_mock_and_exits_0() {
+    let (code, out, err) = accel(&["--mock", "1", "conformance", "--area", "device", "--area", "negative"]);
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert!(out.contains("# accel0: passed: "), "{out}");
+    assert!(out.contains(", failed: 0, "), "{out}");
+    assert!(err.contains("device") && err.contains("negative"), "per-area progress on stderr: {err}");
+}
+
+#[test]
+fn conformance_reports_an_injected_failure_and_exits_with_the_failure_count() {
+    let (code, out, _) =
+        accel(&["--mock", "1", "--fail-job-at", "1", "conformance", "--area", "submit", "--test", "submit.copy"]);
+    let failed: i32 = out
+        .lines()
+        .find_map(|l| l.split("failed: ").nth(1))
+        .and_then(|r| r.split(',').next())
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no totals in {out}"));
+    assert!(failed >= 1, "{out}");
+    assert_eq!(code, failed, "the exit status is the number of failures");
+    assert!(out.contains("FAIL submit.copy"), "{out}");
+    assert!(out.contains("EIO"), "the reason names the error: {out}");
+}
+
+#[test]
+fn conformance_writes_ktap_and_junit_files() {
+    let dir = std::env::temp_dir().join(format!("accel-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let k = dir.join("r.ktap");
+    let (code, _, err) =
+        accel(&["conformance", "--area", "fabric", "--format", "ktap", "--output", k.to_str().unwrap()]);
+    assert_eq!(code, 0, "{err}");
+    let ktap = std::fs::read_to_string(&k).unwrap();
+    assert!(ktap.starts_with("KTAP version 1\n"), "{ktap}");
+    assert!(ktap.contains("# SKIP not supported"), "fabric is NOT SUPPORTED on the mock: {ktap}");
+    assert!(err.contains("not supported: "), "the totals go to stderr with --output: {err}");
+    let j = dir.join("r.xml");
+    let (code, _, _) =
+        accel(&["conformance", "--area", "device", "--format", "junit", "--output", j.to_str().unwrap()]);
+    assert_eq!(code, 0);
+    let xml = std::fs::read_to_string(&j).unwrap();
+    assert!(xml.starts_with("<?xml") && xml.contains("<testsuite name=\"device\""), "{xml}");
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn conformance_rejects_an_unknown_area() {
+    let (code, _, err) = accel(&["conformance", "--area", "graphics"]);
+    assert_eq!(code, 1);
+    assert!(err.contains("unknown area \"graphics\""), "{err}");
+}
+
+#[test]
+fn conformance_list_names_every_test() {
+    let (code, out, _) = accel(&["conformance", "--list"]);
+    assert_eq!(code, 0);
+    assert!(out.lines().count() >= 150, "{} tests", out.lines().count());
+    assert!(out.lines().all(|l| l.contains('.')), "area.name");
+}

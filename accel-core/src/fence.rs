@@ -251,7 +251,10 @@ mod tests {
     fn timed_out_waits_leave_nothing_behind() {
         let f = Fence::new();
         for _ in 0..100 {
-            assert_eq!(wait_many(&[f.clone()], false, Some(Instant::now() + Duration::from_micros(10))), Err(Errno::ETIMEDOUT));
+            assert_eq!(
+                wait_many(std::slice::from_ref(&f), false, Some(Instant::now() + Duration::from_micros(10))),
+                Err(Errno::ETIMEDOUT)
+            );
         }
         assert!(!f.has_waiters(), "dead waiters are not kept");
         assert!(f.inner.lock().wakers.len() <= 1);

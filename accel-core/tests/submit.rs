@@ -593,8 +593,12 @@ fn jobs_that_do_not_run_still_complete_in_fifo_order() {
     let rig = Rig::new();
     let sp = Space::new(rig.open(), 1);
     let (q, q2) = (sp.queue(), sp.queue());
-    let (gate_done, bad, skipped, empty) =
-        (syncobj(&sp.c, BIN).unwrap(), syncobj(&sp.c, BIN).unwrap(), syncobj(&sp.c, BIN).unwrap(), syncobj(&sp.c, BIN).unwrap());
+    let (gate_done, bad, skipped, empty) = (
+        syncobj(&sp.c, BIN).unwrap(),
+        syncobj(&sp.c, BIN).unwrap(),
+        syncobj(&sp.c, BIN).unwrap(),
+        syncobj(&sp.c, BIN).unwrap(),
+    );
     submit(&sp.c, q2, &[sp.chunk(0, &cmd::write(0x10, 1, 8))], &[], &[sync(bad, 0)], 0).unwrap();
     assert_eq!(finish(&sp.c, bad), -(Errno::EFAULT.raw()));
     // On q: a gated job, then one whose dependency failed, then an empty one.

@@ -19,7 +19,7 @@ use accel_uapi::flags::BoFlags;
 use accel_uapi::types::{EngineClass, Priority};
 use parking_lot::Mutex;
 use std::collections::HashMap;
-use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -129,6 +129,21 @@ impl File {
         Ok(h)
     }
 
+    /// Remove handle `h` from a table; the object is returned (and so dropped,
+    /// possibly calling the driver) after the state lock is released.
+    fn take<T>(&self, h: u32, table: impl FnOnce(&mut State) -> &mut HandleTable<T>) -> Result<T> {
+        self.check()?;
+        let v = table(&mut self.state.lock()).remove(h)?;
+        Counters::add(&self.device.counters.handles, -1);
+        Ok(v)
+    }
+
+    /// Look up handle `h` in a table.
+    fn lookup<T: Clone>(&self, h: u32, table: impl FnOnce(&State) -> &HandleTable<T>) -> Result<T> {
+        self.check()?;
+        table(&self.state.lock()).get(h).cloned()
+    }
+
     /// Create a context.
     pub fn context_create(&self) -> Result<u32> {
         self.check()?;
@@ -160,14 +175,12 @@ impl File {
 
     /// A context by handle.
     pub fn context(&self, h: u32) -> Result<Arc<Context>> {
-        self.check()?;
-        self.state.lock().contexts.get(h).cloned()
+        self.lookup(h, |s| &s.contexts)
     }
 
     /// A BO by handle.
     pub fn bo(&self, h: u32) -> Result<Arc<Bo>> {
-        self.check()?;
-        self.state.lock().bos.get(h).cloned()
+        self.lookup(h, |s| &s.bos)
     }
 
     /// Create a BO; returns its handle.
@@ -275,9 +288,7 @@ impl File {
     pub fn bo_export(&self, h: u32) -> Result<OwnedFd> {
         let bo = self.bo(h)?;
         let host = bo.host().ok_or_else(|| Error::NotSupported("export of memory without a host view".into()))?;
-        let fd = nix::unistd::dup(host.fd()).map_err(|e| Error::NoSpace(format!("dup: {e}")))?;
-        nix::fcntl::fcntl(&fd, nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC))
-            .map_err(|e| Error::NoSpace(format!("fcntl: {e}")))?;
+        let fd = dup_cloexec(host.fd())?;
         let key = fd_key(fd.as_raw_fd())?;
         let mut ek = bo.export_key.lock();
         if ek.is_none() {
@@ -352,17 +363,12 @@ impl File {
 
     /// Destroy a queue handle; jobs in flight still complete.
     pub fn queue_destroy(&self, h: u32) -> Result<()> {
-        self.check()?;
-        let q = self.state.lock().queues.remove(h)?;
-        Counters::add(&self.device.counters.handles, -1);
-        drop(q);
-        Ok(())
+        self.take(h, |s| &mut s.queues).map(drop)
     }
 
     /// A queue by handle.
     pub fn queue(&self, h: u32) -> Result<Arc<Queue>> {
-        self.check()?;
-        self.state.lock().queues.get(h).cloned()
+        self.lookup(h, |s| &s.queues)
     }
 
     /// Create a syncobj.
@@ -374,17 +380,12 @@ impl File {
 
     /// Destroy a syncobj handle.
     pub fn syncobj_destroy(&self, h: u32) -> Result<()> {
-        self.check()?;
-        let s = self.state.lock().syncobjs.remove(h)?;
-        Counters::add(&self.device.counters.handles, -1);
-        drop(s);
-        Ok(())
+        self.take(h, |s| &mut s.syncobjs).map(drop)
     }
 
     /// A syncobj by handle.
     pub fn syncobj(&self, h: u32) -> Result<Arc<Syncobj>> {
-        self.check()?;
-        self.state.lock().syncobjs.get(h).cloned()
+        self.lookup(h, |s| &s.syncobjs)
     }
 
     /// Export a syncobj: a new descriptor naming it.
@@ -399,10 +400,7 @@ impl File {
             *ex = Some((token, key));
         }
         let Some((token, _)) = ex.as_ref() else { return Err(Error::invalid("export token missing")) };
-        let fd = nix::unistd::dup(token).map_err(|e| Error::NoSpace(format!("dup: {e}")))?;
-        nix::fcntl::fcntl(&fd, nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC))
-            .map_err(|e| Error::NoSpace(format!("fcntl: {e}")))?;
-        Ok(fd)
+        dup_cloexec(token.as_fd())
     }
 
     /// Import an exported syncobj as a new handle of this file.
@@ -446,6 +444,11 @@ impl Drop for File {
     fn drop(&mut self) {
         self.close();
     }
+}
+
+/// A new close-on-exec descriptor for what `fd` names (an export handed to the caller).
+fn dup_cloexec(fd: std::os::fd::BorrowedFd<'_>) -> Result<OwnedFd> {
+    fd.try_clone_to_owned().map_err(|e| Error::NoSpace(format!("dup: {e}")))
 }
 
 /// (st_dev, st_ino) of a descriptor; EBADF if it is not one.

@@ -5,6 +5,8 @@
 //! Devices are embedded in the process (the in-process transport): `--mock N`
 //! registers N mock devices before the command runs.
 
+mod bench;
+
 use accel_core::Registry;
 use accel_core::inproc::Client;
 use accel_uapi::flags::{Caps, MemRegionFlags};
@@ -66,6 +68,18 @@ enum Cmd {
         /// List the tests instead of running them.
         #[arg(long)]
         list: bool,
+    },
+    /// Micro-benchmarks of the UAPI paths, each against a baseline measured in the same run.
+    Bench {
+        /// Device name or path.
+        #[arg(long, short, default_value = "accel0")]
+        device: String,
+        /// Live mappings for the VM_BIND scaling benchmark.
+        #[arg(long, default_value_t = 1 << 20)]
+        live: u64,
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
     },
     /// Show everything a device announces (ibv_devinfo-like).
     Info {
@@ -373,6 +387,19 @@ fn run(cli: Cli) -> Result<u8, String> {
             }
             // The exit status is the number of failures (capped to what a status can hold).
             Ok(u8::try_from(failures).unwrap_or(u8::MAX))
+        }
+        Cmd::Bench { device, live, json } => {
+            if live == 0 {
+                return Err("--live must be at least 1".into());
+            }
+            let dev = accel::Device::open(&device).map_err(|e| format!("{device}: {e}"))?;
+            let lines = bench::run(&dev, live)?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&lines).map_err(|e| e.to_string())?);
+            } else {
+                print!("{}", bench::table(&lines));
+            }
+            Ok(0)
         }
         Cmd::Devices => {
             println!("    device          \tdriver");

@@ -123,3 +123,22 @@ fn conformance_list_names_every_test() {
     assert!(out.lines().count() >= 150, "{} tests", out.lines().count());
     assert!(out.lines().all(|l| l.contains('.')), "area.name");
 }
+
+#[test]
+fn bench_json_reports_every_benchmark_against_its_baseline() {
+    let (code, out, err) = accel(&["--mock", "1", "bench", "--live", "4096", "--json"]);
+    assert_eq!(code, 0, "{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let lines = v.as_array().unwrap();
+    assert_eq!(lines.len(), 5);
+    for l in lines {
+        let (value, base, ratio) =
+            (l["value"].as_f64().unwrap(), l["baseline"].as_f64().unwrap(), l["ratio"].as_f64().unwrap());
+        assert!(value > 0.0 && base > 0.0, "{l}");
+        assert!((ratio - value / base).abs() < 1e-9 * ratio.abs().max(1.0), "ratio is value/baseline: {l}");
+        assert!(!l["baseline_name"].as_str().unwrap().is_empty());
+    }
+    assert!(lines[1]["name"].as_str().unwrap().contains("4096 live mappings"));
+    let (code, _, err) = accel(&["bench", "--live", "0"]);
+    assert_eq!((code, err.trim()), (1, "accel: --live must be at least 1"));
+}

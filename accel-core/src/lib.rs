@@ -42,6 +42,7 @@ pub mod memory;
 pub mod query;
 pub mod queue;
 pub mod range_alloc;
+pub mod roce;
 pub mod stats;
 pub mod syncobj;
 pub mod user;

@@ -172,7 +172,7 @@ pub fn parse(stream: &[u8]) -> Result<Vec<PortableCmd>> {
                 let bytes = c
                     .count
                     .checked_mul(sz)
-                    .ok_or_else(|| Error::Overflow(format!("command at byte {at}: REDUCE count")))?;
+                    .ok_or_else(|| Error::invalid(format!("command at byte {at}: REDUCE count overflows")))?;
                 if c.count == 0 || !c.src.is_multiple_of(sz) || !c.dst.is_multiple_of(sz) {
                     return Err(Error::invalid(format!("command at byte {at}: REDUCE count 0 or misaligned")));
                 }

@@ -45,6 +45,8 @@ pub mod max {
     pub const POST_WRS: u32 = 1024;
     /// Bytes of a DEVICE_QUERY result buffer.
     pub const QUERY_BYTES: u32 = 1 << 16;
+    /// Bytes of command streams per SUBMIT (all chunks together).
+    pub const SUBMIT_BYTES: u64 = 8 << 20;
 }
 
 /// A registered device.
@@ -191,8 +193,9 @@ impl Device {
     }
 
     pub(crate) fn free_mmap_offset(&self, offset: u64, size: u64) {
-        self.mmap_space.lock().free(offset, size);
+        // Forget the offset before it can be handed out again.
         self.mmap_bos.lock().remove(&offset);
+        self.mmap_space.lock().free(offset, size);
     }
 }
 

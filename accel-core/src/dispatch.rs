@@ -24,6 +24,7 @@ use crate::error::{Error, Result};
 use crate::fence::Fence;
 use crate::file::File;
 use crate::query;
+use crate::syncobj::Syncobj;
 use crate::user::UserMemory;
 use crate::vm::BindOp;
 use accel_uapi::flags::{BoFlags, Caps, ContextStatus, QueueFlags, SubmitFlags, VmBindFlags};
@@ -32,6 +33,7 @@ use accel_uapi::types::VmBindOp;
 use accel_uapi::types::{ChunkKind, EngineClass, Priority};
 use accel_uapi::{Errno, sys};
 use std::os::fd::IntoRawFd;
+use std::sync::Arc;
 use std::time::Duration;
 use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
 
@@ -357,7 +359,14 @@ fn submit(file: &File, call: &mut Call<'_>) -> Result<()> {
     if (!waits.is_empty() || !signals.is_empty()) && !caps.contains(Caps::SYNCOBJ) {
         return Err(Error::NotSupported("SUBMIT waits/signals need ACCEL_CAP_SYNCOBJ".into()));
     }
-    // 1. Chunks: copied out of their BOs and validated.
+    if waits.iter().chain(&signals).any(|s| s.point != 0) && !caps.contains(Caps::SYNCOBJ_TIMELINE) {
+        return Err(Error::NotSupported("timeline points need ACCEL_CAP_SYNCOBJ_TIMELINE".into()));
+    }
+    // 1. Chunks: bounded in total, copied out of their BOs and validated.
+    let total = raw_chunks.iter().try_fold(0u64, |t, c| t.checked_add(c.size)).unwrap_or(u64::MAX);
+    if total > max::SUBMIT_BYTES {
+        return Err(Error::TooBig(format!("{total} bytes of command streams > {}", max::SUBMIT_BYTES)));
+    }
     let mut chunks = Vec::with_capacity(raw_chunks.len());
     for (i, c) in raw_chunks.iter().enumerate() {
         let kind = ChunkKind::try_from(c.kind).map_err(|e| Error::invalid(format!("chunks[{i}]: {e}")))?;
@@ -372,61 +381,63 @@ fn submit(file: &File, call: &mut Call<'_>) -> Result<()> {
         let mut bytes = vec![0u8; c.size as usize];
         host.read(c.offset, &mut bytes)?;
         chunks.push(match kind {
+            ChunkKind::Portable if !caps.contains(Caps::PORTABLE_CS) => {
+                return Err(Error::NotSupported("portable command streams".into()));
+            }
             ChunkKind::Portable => {
                 JobChunk::Portable(cmd::parse(&bytes).map_err(|e| Error::invalid(format!("chunks[{i}]: {e}")))?)
             }
             ChunkKind::Native => {
-                if !call.device.caps().contains(Caps::NATIVE_CS) {
+                if !caps.contains(Caps::NATIVE_CS) {
                     return Err(Error::NotSupported("native command buffers".into()));
                 }
                 JobChunk::Native(call.device.driver.validate_native(q.context().vm_id(), &bytes)?)
             }
         });
     }
-    // 2. Dependencies.
-    let mut wait_fences = Vec::with_capacity(waits.len());
-    for w in &waits {
-        wait_fences.push(file.syncobj(w.handle)?.submit_wait_fence(w.point)?);
-    }
-    // 3. Signals: all checked before any is installed.
-    let mut outs = Vec::with_capacity(signals.len());
+    // 2. Signals: all checked before any is installed; a syncobj (by
+    // identity, whatever its handle) may be signalled once.
+    let mut outs: Vec<(Arc<Syncobj>, u64)> = Vec::with_capacity(signals.len());
     for (i, s) in signals.iter().enumerate() {
-        if signals[..i].iter().any(|p| p.handle == s.handle) {
-            return Err(Error::invalid(format!("signals[{i}]: syncobj {} listed twice", s.handle)));
-        }
         let obj = file.syncobj(s.handle)?;
+        if outs.iter().any(|(o, _)| Arc::ptr_eq(o, &obj)) {
+            return Err(Error::invalid(format!("signals[{i}]: syncobj listed twice")));
+        }
         obj.check_install(s.point)?;
         outs.push((obj, s.point));
     }
+    // 3. Dependencies. A wait on a timeline point nobody has submitted yet,
+    // with a signal of that point or later in the same job, would wait on itself.
+    let mut wait_fences = Vec::with_capacity(waits.len());
+    for (i, w) in waits.iter().enumerate() {
+        let obj = file.syncobj(w.handle)?;
+        if !obj.covers(w.point) && outs.iter().any(|(o, p)| Arc::ptr_eq(o, &obj) && *p >= w.point) {
+            return Err(Error::invalid(format!("waits[{i}]: the job would wait for its own signal")));
+        }
+        wait_fences.push(obj.submit_wait_fence(w.point)?);
+    }
+    // 4. A slot in the queue before anything is installed: a blocking SUBMIT
+    // never waits for room while holding its signals.
+    let block = SubmitFlags::from_bits_retain(a.flags).contains(SubmitFlags::BLOCK);
+    let slot = q.reserve(block)?;
     let fence = Fence::new();
     let mut undo = Vec::with_capacity(outs.len());
-    let mut result = Ok(());
     for (obj, point) in &outs {
         match obj.install(*point, fence.clone()) {
             Ok(u) => undo.push((obj.clone(), u)),
             Err(e) => {
-                result = Err(e);
-                break;
+                for (o, u) in undo.into_iter().rev() {
+                    o.undo(u);
+                }
+                // Anyone who already chained on the fence sees the submit fail.
+                fence.signal(Err(Errno::ECANCELED));
+                return Err(e);
             }
         }
     }
-    let block = SubmitFlags::from_bits_retain(a.flags).contains(SubmitFlags::BLOCK);
-    let result = result.and_then(|()| q.submit(chunks, wait_fences, fence.clone(), block));
-    match result {
-        Ok(seqno) => {
-            a.seqno = seqno;
-            call.set_arg(&a);
-            Ok(())
-        }
-        Err(e) => {
-            for (obj, u) in undo.into_iter().rev() {
-                obj.undo(u);
-            }
-            // Anyone who already chained on the fence sees the submit fail.
-            fence.signal(Err(Errno::ECANCELED));
-            Err(e)
-        }
-    }
+    a.seqno = q.submit(slot, chunks, wait_fences, fence);
+    call.set_arg(&a);
+    Ok(())
 }
 
 fn aligned(v: u64, page: u64) -> bool {
@@ -443,13 +454,19 @@ fn vm_bind(file: &File, call: &mut Call<'_>) -> Result<()> {
     if (!ins.is_empty() || !outs.is_empty()) && !call.device.caps().contains(Caps::SYNCOBJ) {
         return Err(Error::NotSupported("VM_BIND syncs need ACCEL_CAP_SYNCOBJ".into()));
     }
+    if ins.iter().chain(&outs).any(|s| s.point != 0) && !call.device.caps().contains(Caps::SYNCOBJ_TIMELINE) {
+        return Err(Error::NotSupported("timeline points need ACCEL_CAP_SYNCOBJ_TIMELINE".into()));
+    }
     let mut in_fences = Vec::with_capacity(ins.len());
     for s in &ins {
         in_fences.push(file.syncobj(s.handle)?.wait_fence(s.point, false)?);
     }
-    let mut out_objs = Vec::with_capacity(outs.len());
-    for s in &outs {
+    let mut out_objs: Vec<(Arc<Syncobj>, u64)> = Vec::with_capacity(outs.len());
+    for (i, s) in outs.iter().enumerate() {
         let o = file.syncobj(s.handle)?;
+        if out_objs.iter().any(|(x, _)| Arc::ptr_eq(x, &o)) {
+            return Err(Error::invalid(format!("out_syncs[{i}]: syncobj listed twice")));
+        }
         o.check_install(s.point)?;
         out_objs.push((o, s.point));
     }
@@ -501,16 +518,38 @@ fn vm_bind(file: &File, call: &mut Call<'_>) -> Result<()> {
             }
         }
     }
-    if !in_fences.is_empty() {
-        let deadline = std::time::Instant::now() + Duration::from_nanos(dev.limits.default_job_timeout_ns);
-        crate::fence::wait_many(&in_fences, true, Some(deadline))
-            .map_err(|_| Error::TimedOut("VM_BIND in-syncs".into()))?;
-    }
-    ctx.bind(ops)?;
-    for (o, point) in out_objs {
-        if let Err(e) = o.install(point, Fence::signaled(Ok(()))) {
-            tracing::warn!("VM_BIND out-sync raced with another signal: {e}");
+    // The out-syncs are claimed before waiting and binding, so the call
+    // cannot succeed without signalling them; they are undone if it fails.
+    let done = Fence::new();
+    let mut undo = Vec::with_capacity(out_objs.len());
+    let mut result = Ok(());
+    for (o, point) in &out_objs {
+        match o.install(*point, done.clone()) {
+            Ok(u) => undo.push((o.clone(), u)),
+            Err(e) => {
+                result = Err(e);
+                break;
+            }
         }
     }
-    Ok(())
+    if result.is_ok() && !in_fences.is_empty() {
+        let deadline = std::time::Instant::now() + Duration::from_nanos(dev.limits.default_job_timeout_ns);
+        result = crate::fence::wait_many(&in_fences, true, Some(deadline))
+            .map(|_| ())
+            .map_err(|_| Error::TimedOut("VM_BIND in-syncs".into()));
+    }
+    let result = result.and_then(|()| ctx.bind(ops));
+    match result {
+        Ok(()) => {
+            done.signal(Ok(()));
+            Ok(())
+        }
+        Err(e) => {
+            for (o, u) in undo.into_iter().rev() {
+                o.undo(u);
+            }
+            done.signal(Err(Errno::ECANCELED));
+            Err(e)
+        }
+    }
 }

@@ -78,8 +78,8 @@ pub(crate) fn handle(file: &File, call: &mut Call<'_>) -> Result<()> {
                     return Err(Error::invalid(format!("handles[{i}] is not a timeline syncobj")));
                 }
                 o.check_install(*p)?;
-                if handles[..i].contains(&handles[i]) {
-                    return Err(Error::invalid(format!("handles[{i}] listed twice")));
+                if objs[..i].iter().any(|x| Arc::ptr_eq(x, o)) {
+                    return Err(Error::invalid(format!("handles[{i}]: syncobj listed twice")));
                 }
             }
             for (o, p) in objs.iter().zip(points) {

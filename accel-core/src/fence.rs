@@ -69,6 +69,32 @@ impl Fence {
         true
     }
 
+    /// A fence that signals once every one of `fences` has, with the first
+    /// error among them (or `initial`, if set). It lives as long as anyone
+    /// holds it or any of `fences` can still signal it.
+    pub fn join(fences: Vec<Arc<Fence>>, initial: Option<Errno>) -> Arc<Fence> {
+        let out = Fence::new();
+        if fences.is_empty() {
+            out.signal(initial.map_or(Ok(()), Err));
+            return out;
+        }
+        let left = Arc::new(std::sync::atomic::AtomicUsize::new(fences.len()));
+        let err = Arc::new(Mutex::new(initial));
+        for f in fences {
+            let (left, err, out) = (left.clone(), err.clone(), out.clone());
+            f.on_signal(move |s| {
+                if let Err(e) = s {
+                    err.lock().get_or_insert(e);
+                }
+                if left.fetch_sub(1, std::sync::atomic::Ordering::AcqRel) == 1 {
+                    let e = *err.lock();
+                    out.signal(e.map_or(Ok(()), Err));
+                }
+            });
+        }
+        out
+    }
+
     /// Whether anything waits on this fence (a callback or a blocked waiter).
     pub fn has_waiters(&self) -> bool {
         let g = self.inner.lock();

@@ -215,12 +215,19 @@ impl File {
         let alloc = match dev.driver.alloc(region, size) {
             Ok(a) => a,
             Err(e) => {
-                self.state.lock().bytes -= size;
+                let mut st = self.state.lock();
+                st.bytes = st.bytes.saturating_sub(size); // a close may have reset it meanwhile
                 return Err(e.into());
             }
         };
         let bo = Bo::new(dev.clone(), alloc, flags | BoFlags::ZEROED);
         let mut st = self.state.lock();
+        if let Err(e) = self.check() {
+            // Closed while allocating: nothing may enter the drained tables.
+            drop(st);
+            drop(bo);
+            return Err(e);
+        }
         let key = bo_key(&bo);
         match self.insert_handle(&mut st, |s| &mut s.bos, bo) {
             Ok(h) => {
@@ -229,7 +236,7 @@ impl File {
                 Ok(h)
             }
             Err((e, bo)) => {
-                st.bytes -= size;
+                st.bytes = st.bytes.saturating_sub(size);
                 drop(st);
                 drop(bo); // frees through the driver, outside the lock
                 Err(e)
@@ -305,6 +312,11 @@ impl File {
         let key = fd_key(fd)?;
         let bo = self.device.exports.lock().get(&key).and_then(|w| w.upgrade()).ok_or(Error::BadFd(fd))?;
         let mut st = self.state.lock();
+        if let Err(e) = self.check() {
+            drop(st);
+            drop(bo);
+            return Err(e);
+        }
         if let Some(h) = st.bo_handles.get(&bo_key(&bo)) {
             return Ok((*h, bo.size));
         }
@@ -353,17 +365,37 @@ impl File {
         depth: usize,
         timeout: Duration,
     ) -> Result<u32> {
-        let ctx = self.context(ctx)?;
+        let ctx_handle = ctx;
+        let ctx = self.context(ctx_handle)?;
         if self.state.lock().handles() >= self.quota.max_handles as usize {
             return Err(Error::NoSpace(format!("file handle quota of {} reached", self.quota.max_handles)));
         }
-        let q = Queue::create(self.device.clone(), ctx, class, priority, depth, timeout)?;
-        self.insert_object(q, |s| &mut s.queues)
+        let q = Queue::create(self.device.clone(), ctx.clone(), class, priority, depth, timeout)?;
+        {
+            // CONTEXT_DESTROY may have run meanwhile: the queue may only be born
+            // on a context that still has its handle.
+            let st = self.state.lock();
+            if st.contexts.get(ctx_handle).ok().is_none_or(|c| !Arc::ptr_eq(c, &ctx)) {
+                drop(st);
+                q.detach();
+                return Err(Error::NoHandle { kind: "context", handle: ctx_handle });
+            }
+        }
+        match self.insert_object(q.clone(), |s| &mut s.queues) {
+            Ok(h) => Ok(h),
+            Err(e) => {
+                q.detach();
+                Err(e)
+            }
+        }
     }
 
-    /// Destroy a queue handle; jobs in flight still complete.
+    /// Destroy a queue handle; jobs in flight still complete, but the queue
+    /// no longer counts against its context.
     pub fn queue_destroy(&self, h: u32) -> Result<()> {
-        self.take(h, |s| &mut s.queues).map(drop)
+        let q = self.take(h, |s| &mut s.queues)?;
+        q.detach();
+        Ok(())
     }
 
     /// A queue by handle.
@@ -426,6 +458,9 @@ impl File {
         let n = (queues.len() + contexts.len() + bos.len() + syncobjs.len()) as i64;
         // Dependency order: queues (in-flight jobs keep theirs alive until they
         // complete), contexts (their mappings hold BO references), BOs, syncobjs.
+        for (_, q) in &queues {
+            q.detach();
+        }
         drop(queues);
         drop(contexts);
         drop(bos);

@@ -49,6 +49,9 @@ impl Client {
             return Err(Errno::EINVAL);
         }
         let host = bo.host().ok_or(Errno::EINVAL)?;
+        if len > host.len() {
+            return Err(Errno::EINVAL); // a backend's CPU view may be smaller than the BO
+        }
         let n = NonZeroUsize::new(usize::try_from(len).map_err(|_| Errno::EINVAL)?).ok_or(Errno::EINVAL)?;
         let prot = if writable { ProtFlags::PROT_READ | ProtFlags::PROT_WRITE } else { ProtFlags::PROT_READ };
         // SAFETY: a new shared mapping of the BO's memfd, within its size; the

@@ -72,9 +72,17 @@ impl<V: Splittable> IntervalMap<V> {
     /// Remove everything inside `r`, splitting ranges that stick out. Returns
     /// the removed pieces (clipped to `r`) in address order.
     pub fn remove(&mut self, r: Range<u64>) -> Vec<(Range<u64>, V)> {
+        self.remove_with_originals(r).0
+    }
+
+    /// As [`remove`](Self::remove), also returning the whole original entries
+    /// that were removed or split, so the change can be undone exactly with
+    /// [`restore`](Self::restore).
+    pub fn remove_with_originals(&mut self, r: Range<u64>) -> (Vec<(Range<u64>, V)>, Vec<(Range<u64>, V)>) {
         let mut out = Vec::new();
+        let mut originals = Vec::new();
         if r.start >= r.end {
-            return out;
+            return (out, originals);
         }
         let mut keys: Vec<u64> = Vec::new();
         if let Some((&s, (e, _))) = self.map.range(..r.start).next_back()
@@ -85,6 +93,7 @@ impl<V: Splittable> IntervalMap<V> {
         keys.extend(self.map.range(r.start..r.end).map(|(&s, _)| s));
         for s in keys {
             let Some((e, v)) = self.map.remove(&s) else { continue };
+            originals.push((s..e, v.clone()));
             if s < r.start {
                 self.map.insert(s, (r.start, v.clone()));
             }
@@ -94,7 +103,16 @@ impl<V: Splittable> IntervalMap<V> {
             let (cs, ce) = (s.max(r.start), e.min(r.end));
             out.push((cs..ce, v.tail(cs - s)));
         }
-        out
+        (out, originals)
+    }
+
+    /// Undo a [`remove_with_originals`](Self::remove_with_originals): drop the
+    /// fragments it left and put the original entries back.
+    pub fn restore(&mut self, originals: Vec<(Range<u64>, V)>) {
+        for (r, v) in originals {
+            self.remove(r.clone());
+            self.map.insert(r.start, (r.end, v));
+        }
     }
 
     /// Iterate all ranges in address order.
@@ -151,5 +169,17 @@ mod tests {
         let left: Vec<_> = m.iter().map(|(r, v)| (r, v.clone())).collect();
         assert_eq!(left, vec![(0..0x4000, Off(0)), (0x5000..0x10000, Off(0x5000))]);
         assert!(m.remove(0x4000..0x5000).is_empty());
+    }
+
+    #[test]
+    fn restore_undoes_a_split_exactly() {
+        let mut m = IntervalMap::new();
+        m.insert(0x1000..0x4000, Off(0)).unwrap();
+        let (clipped, originals) = m.remove_with_originals(0x2000..0x3000);
+        assert_eq!(clipped, vec![(0x2000..0x3000, Off(0x1000))]);
+        assert_eq!(m.len(), 2);
+        m.restore(originals);
+        let all: Vec<_> = m.iter().map(|(r, v)| (r, v.clone())).collect();
+        assert_eq!(all, vec![(0x1000..0x4000, Off(0))], "one entry again, not three pieces");
     }
 }

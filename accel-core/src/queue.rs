@@ -29,6 +29,22 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock, Weak};
 use std::time::{Duration, Instant};
 
+/// A slot in a queue, taken before a SUBMIT installs its fences so that a
+/// blocking SUBMIT never waits for room while holding them. Dropped unused,
+/// it is given back.
+pub(crate) struct Reservation<'a> {
+    queue: &'a Queue,
+    used: bool,
+}
+
+impl Drop for Reservation<'_> {
+    fn drop(&mut self) {
+        if !self.used {
+            self.queue.unreserve();
+        }
+    }
+}
+
 struct Pending {
     seqno: u64,
     deps: Arc<AtomicUsize>,
@@ -72,6 +88,7 @@ pub struct Queue {
     state: Mutex<State>,
     room: Condvar,
     me: Weak<Queue>,
+    detached: std::sync::atomic::AtomicBool,
 }
 
 impl std::fmt::Debug for Queue {
@@ -121,6 +138,7 @@ impl Queue {
             state: Mutex::new(State { next_seqno: 1, ..State::default() }),
             room: Condvar::new(),
             me: me.clone(),
+            detached: Default::default(),
         });
         let _ = slot.set(Arc::downgrade(&q));
         Counters::add(&device.counters.queues, 1);
@@ -140,13 +158,7 @@ impl Queue {
 
     /// Queue a job; returns its sequence number. The caller has validated
     /// everything and installed `fence` into the signal syncobjs.
-    pub(crate) fn submit(
-        &self,
-        chunks: Vec<JobChunk>,
-        waits: Vec<Arc<Fence>>,
-        fence: Arc<Fence>,
-        block: bool,
-    ) -> Result<u64> {
+    pub(crate) fn reserve(&self, block: bool) -> Result<Reservation<'_>> {
         let mut st = self.state.lock();
         loop {
             if let Some(e) = self.ctx.banned() {
@@ -160,12 +172,37 @@ impl Queue {
             }
             self.room.wait(&mut st);
         }
-        let seqno = st.next_seqno;
-        st.next_seqno = if seqno >= u64::MAX - 1 { 1 } else { seqno + 1 };
         st.inflight += 1;
         if st.inflight == 1 {
             st.keepalive = self.me.upgrade();
         }
+        Ok(Reservation { queue: self, used: false })
+    }
+
+    /// Give back a reserved slot that was not used.
+    fn unreserve(&self) {
+        let keep = {
+            let mut st = self.state.lock();
+            st.inflight -= 1;
+            if st.inflight == 0 { st.keepalive.take() } else { None }
+        };
+        self.room.notify_all();
+        drop(keep);
+    }
+
+    /// Queue a job in a reserved slot; returns its sequence number. The caller
+    /// has validated everything and installed `fence` into the signal syncobjs.
+    pub(crate) fn submit(
+        &self,
+        mut slot: Reservation<'_>,
+        chunks: Vec<JobChunk>,
+        waits: Vec<Arc<Fence>>,
+        fence: Arc<Fence>,
+    ) -> u64 {
+        slot.used = true;
+        let mut st = self.state.lock();
+        let seqno = st.next_seqno;
+        st.next_seqno = if seqno >= u64::MAX - 1 { 1 } else { seqno + 1 };
         let unresolved: Vec<Arc<Fence>> = waits.into_iter().filter(|f| f.status() != Some(Ok(()))).collect();
         let deps = Arc::new(AtomicUsize::new(unresolved.len() + 1));
         let dep_error = Arc::new(Mutex::new(None));
@@ -188,7 +225,7 @@ impl Queue {
         if deps.fetch_sub(1, Ordering::AcqRel) == 1 {
             self.pump();
         }
-        Ok(seqno)
+        seqno
     }
 
     /// Hand every ready job at the head of the queue to the driver, in order.
@@ -280,7 +317,7 @@ impl Queue {
     }
 
     fn retire(&self, fence: &Arc<Fence>, status: Status) {
-        fence.signal(status);
+        // Room first, then the fence: whoever the fence wakes sees the job gone.
         Counters::add(&self.device.counters.jobs, -1);
         let keep = {
             let mut st = self.state.lock();
@@ -288,7 +325,16 @@ impl Queue {
             if st.inflight == 0 { st.keepalive.take() } else { None }
         };
         self.room.notify_all();
+        fence.signal(status);
         drop(keep); // may drop the queue: outside the lock
+    }
+
+    /// The queue's handle is gone (QUEUE_DESTROY or file close): it no longer
+    /// counts against its context, although jobs in flight still complete.
+    pub(crate) fn detach(&self) {
+        if !self.detached.swap(true, Ordering::AcqRel) {
+            self.ctx.release_queue();
+        }
     }
 
     /// Watchdog check: time out the head job if it ran too long.
@@ -317,7 +363,7 @@ impl Queue {
 impl Drop for Queue {
     fn drop(&mut self) {
         self.device.driver.queue_destroy(self.hw);
-        self.ctx.release_queue();
+        self.detach();
         Counters::add(&self.device.counters.queues, -1);
     }
 }

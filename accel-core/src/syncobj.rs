@@ -82,14 +82,16 @@ impl Syncobj {
 
     /// The fence to wait on for `point` (0 for a binary syncobj). Without
     /// `wait_for_submit`, waiting on nothing submitted is EINVAL (as in DRM).
+    /// A submitted timeline point is waited on through the fences that reach
+    /// it, so the wait does not depend on the syncobj staying alive.
     pub fn wait_fence(&self, point: u64, wait_for_submit: bool) -> Result<Arc<Fence>> {
         let mut st = self.state.lock();
-        match &mut *st {
+        let chain = match &mut *st {
             State::Binary { fence, proxies } => {
                 if point != 0 {
                     return Err(Error::invalid(format!("point {point} on a binary syncobj")));
                 }
-                match fence {
+                return match fence {
                     Some(f) => Ok(f.clone()),
                     None if wait_for_submit => {
                         let p = Fence::new();
@@ -99,7 +101,7 @@ impl Syncobj {
                         Ok(p)
                     }
                     None => Err(Error::invalid("syncobj has no fence (use WAIT_FOR_SUBMIT)")),
-                }
+                };
             }
             State::Timeline { value, error, pending, watchers } => {
                 if point == 0 {
@@ -108,14 +110,34 @@ impl Syncobj {
                 if *value >= point {
                     return Ok(Fence::signaled(error.map_or(Ok(()), Err)));
                 }
-                let submitted = pending.keys().next_back().is_some_and(|&max| max >= point);
-                if !submitted && !wait_for_submit {
-                    return Err(Error::invalid(format!("timeline point {point} not submitted (use WAIT_FOR_SUBMIT)")));
+                match pending.range(point..).next().map(|(k, _)| *k) {
+                    // Reached once every pending point up to the first one at or
+                    // above `point` has signalled.
+                    Some(reach) => (pending.range(..=reach).map(|(_, f)| f.clone()).collect::<Vec<_>>(), *error),
+                    None if wait_for_submit => {
+                        let w = Fence::new();
+                        watchers.retain(|(_, x)| Arc::strong_count(x) > 1 || x.has_waiters());
+                        watchers.push((point, w.clone()));
+                        return Ok(w);
+                    }
+                    None => {
+                        return Err(Error::invalid(format!(
+                            "timeline point {point} not submitted (use WAIT_FOR_SUBMIT)"
+                        )));
+                    }
                 }
-                let w = Fence::new();
-                watchers.retain(|(_, x)| Arc::strong_count(x) > 1 || x.has_waiters());
-                watchers.push((point, w.clone()));
-                Ok(w)
+            }
+        };
+        drop(st);
+        Ok(Fence::join(chain.0, chain.1))
+    }
+
+    /// Whether `point` is reached or submitted (binary syncobjs: always).
+    pub fn covers(&self, point: u64) -> bool {
+        match &*self.state.lock() {
+            State::Binary { .. } => true,
+            State::Timeline { value, pending, .. } => {
+                *value >= point || pending.keys().next_back().is_some_and(|&m| m >= point)
             }
         }
     }

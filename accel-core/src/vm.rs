@@ -61,7 +61,8 @@ pub enum BindOp {
 
 enum Undo {
     Inserted(Range<u64>),
-    Removed(Vec<(Range<u64>, Mapping)>),
+    /// The unmapped pieces (for the driver) and the original entries (to restore).
+    Removed(Vec<(Range<u64>, Mapping)>, Vec<(Range<u64>, Mapping)>),
 }
 
 /// The first fault a context's jobs took.
@@ -199,7 +200,10 @@ impl Context {
                     }
                     undo.push(Undo::Inserted(range.clone()));
                 }
-                BindOp::Unmap { range } => undo.push(Undo::Removed(vm.remove(range.clone()))),
+                BindOp::Unmap { range } => {
+                    let (pieces, originals) = vm.remove_with_originals(range.clone());
+                    undo.push(Undo::Removed(pieces, originals));
+                }
             }
         }
         if result.is_ok() {
@@ -213,7 +217,7 @@ impl Context {
                         offset: *offset,
                         perms: *perms,
                     }),
-                    (BindOp::Unmap { .. }, Undo::Removed(pieces)) => updates
+                    (BindOp::Unmap { .. }, Undo::Removed(pieces, _)) => updates
                         .extend(pieces.iter().map(|(r, _)| VmUpdate::Unmap { va: r.start, len: r.end - r.start })),
                     (BindOp::Unmap { .. }, Undo::Inserted(_)) => {}
                 }
@@ -233,12 +237,9 @@ impl Context {
                         Undo::Inserted(r) => {
                             vm.remove(r);
                         }
-                        Undo::Removed(pieces) => {
-                            for (r, m) in pieces {
-                                // Cannot overlap: every later op was undone first.
-                                let _ = vm.insert(r, m);
-                            }
-                        }
+                        // Every later op was undone first, so exactly the split
+                        // fragments of these entries are in the map.
+                        Undo::Removed(_, originals) => vm.restore(originals),
                     }
                 }
                 Err(e)

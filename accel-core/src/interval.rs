@@ -13,6 +13,9 @@ pub trait Splittable: Clone {
     fn tail(&self, delta: u64) -> Self;
 }
 
+/// Ranges with their values, as [`IntervalMap`] hands them out.
+pub type Entries<V> = Vec<(Range<u64>, V)>;
+
 /// Non-overlapping ranges with values.
 #[derive(Clone, Debug)]
 pub struct IntervalMap<V> {
@@ -78,7 +81,7 @@ impl<V: Splittable> IntervalMap<V> {
     /// As [`remove`](Self::remove), also returning the whole original entries
     /// that were removed or split, so the change can be undone exactly with
     /// [`restore`](Self::restore).
-    pub fn remove_with_originals(&mut self, r: Range<u64>) -> (Vec<(Range<u64>, V)>, Vec<(Range<u64>, V)>) {
+    pub fn remove_with_originals(&mut self, r: Range<u64>) -> (Entries<V>, Entries<V>) {
         let mut out = Vec::new();
         let mut originals = Vec::new();
         if r.start >= r.end {
@@ -108,7 +111,7 @@ impl<V: Splittable> IntervalMap<V> {
 
     /// Undo a [`remove_with_originals`](Self::remove_with_originals): drop the
     /// fragments it left and put the original entries back.
-    pub fn restore(&mut self, originals: Vec<(Range<u64>, V)>) {
+    pub fn restore(&mut self, originals: Entries<V>) {
         for (r, v) in originals {
             self.remove(r.clone());
             self.map.insert(r.start, (r.end, v));

@@ -81,8 +81,10 @@ pub struct CpuMapping {
     bo: Arc<Bo>,
 }
 
-// SAFETY: the mapping is shared memory owned by this value; access goes
-// through bounds-checked copies, as with HostMemory.
+// SAFETY: the mapping is owned by this value and unmapped only in Drop, so
+// the pointer is valid on any thread; access is by bounds-checked copies.
+// Concurrent access to the same bytes by jobs is the deviation described in
+// accel_core::memory.
 unsafe impl Send for CpuMapping {}
 // SAFETY: as above.
 unsafe impl Sync for CpuMapping {}
@@ -109,7 +111,8 @@ impl CpuMapping {
         if end > self.len {
             return Err(Errno::EINVAL);
         }
-        // SAFETY: offset..end lies inside the live mapping.
+        // SAFETY: offset..end lies inside the live mapping; dst is a distinct
+        // buffer (see accel_core::memory on concurrent access).
         unsafe { std::ptr::copy(self.ptr.as_ptr().add(offset), dst.as_mut_ptr(), dst.len()) };
         Ok(())
     }
@@ -123,7 +126,8 @@ impl CpuMapping {
         if end > self.len {
             return Err(Errno::EINVAL);
         }
-        // SAFETY: offset..end lies inside the live, writable mapping.
+        // SAFETY: offset..end lies inside the live, writable mapping; src is a
+        // distinct buffer (see accel_core::memory on concurrent access).
         unsafe { std::ptr::copy(src.as_ptr(), self.ptr.as_ptr().add(offset), src.len()) };
         Ok(())
     }

@@ -3,9 +3,15 @@
 //! a Unix socket with SCM_RIGHTS) and names exactly one object, so exporting
 //! it never exposes anything else.
 //!
-//! This module owns the only raw memory access of the core. Device accesses
-//! (jobs) and CPU mappings may race on the same bytes exactly as DMA and CPU do
-//! on real hardware; every access here is bounds-checked first.
+//! This module owns the only raw memory access of the core; every access is
+//! bounds-checked first.
+//!
+//! Known deviation: device accesses (jobs on engine threads) and CPU mappings
+//! may touch the same bytes at the same time, as DMA and CPU do on real
+//! hardware. Only bytes move (never a Rust reference or a value with
+//! invariants), so no core invariant depends on them, but under the Rust
+//! memory model such a race is still undefined behaviour. Making every copy
+//! volatile or atomic (as rust-vmm's vm-memory does) is the planned fix.
 
 use crate::error::{Error, Result};
 use nix::sys::memfd::{MFdFlags, memfd_create};
@@ -22,9 +28,9 @@ pub struct HostMemory {
     len: usize,
 }
 
-// SAFETY: the mapping is owned by this value and freed only in Drop; all
-// accesses go through bounds-checked copies, so sharing the pointer between
-// threads is as sound as sharing device memory between engines.
+// SAFETY: the mapping is owned by this value and freed only in Drop, so the
+// pointer stays valid on any thread; every access is a bounds-checked byte
+// copy (see the module note on concurrent access to the same bytes).
 unsafe impl Send for HostMemory {}
 // SAFETY: as above; no method hands out a Rust reference into the mapping.
 unsafe impl Sync for HostMemory {}
@@ -70,7 +76,9 @@ impl HostMemory {
     /// Copy `dst.len()` bytes from `offset`.
     pub fn read(&self, offset: u64, dst: &mut [u8]) -> Result<()> {
         let off = self.check(offset, dst.len())?;
-        // SAFETY: off + dst.len() <= self.len was checked; the mapping lives as long as self.
+        // SAFETY: off + dst.len() <= self.len was checked and the mapping lives as
+        // long as self; dst is a distinct Rust buffer. Concurrent writers to the
+        // same shared bytes are the deviation described in the module note.
         unsafe { std::ptr::copy(self.ptr.as_ptr().add(off), dst.as_mut_ptr(), dst.len()) };
         Ok(())
     }
@@ -78,7 +86,8 @@ impl HostMemory {
     /// Copy `src` to `offset`.
     pub fn write(&self, offset: u64, src: &[u8]) -> Result<()> {
         let off = self.check(offset, src.len())?;
-        // SAFETY: off + src.len() <= self.len was checked; the mapping is writable.
+        // SAFETY: off + src.len() <= self.len was checked and the mapping is
+        // writable; src is a distinct Rust buffer (module note: shared bytes).
         unsafe { std::ptr::copy(src.as_ptr(), self.ptr.as_ptr().add(off), src.len()) };
         Ok(())
     }
@@ -87,7 +96,8 @@ impl HostMemory {
     pub fn fill(&self, offset: u64, len: u64, byte: u8) -> Result<()> {
         let n = usize::try_from(len).map_err(|_| Error::TooBig(format!("{len} bytes")))?;
         let off = self.check(offset, n)?;
-        // SAFETY: off + n <= self.len was checked; the mapping is writable.
+        // SAFETY: off + n <= self.len was checked and the mapping is writable
+        // (module note: shared bytes).
         unsafe { std::ptr::write_bytes(self.ptr.as_ptr().add(off), byte, n) };
         Ok(())
     }

@@ -130,9 +130,16 @@ pub extern "C" fn accel_open(name: *const c_char) -> c_int {
             }
         };
         let fd = identity.as_raw_fd();
-        // The number is unique: the kernel just allocated it and the previous
-        // holder of the number (if any) removed its entry before closing it.
-        FILES.lock().insert(fd, Open { identity, client });
+        // The kernel just allocated this number. A stale entry can only exist
+        // if the caller closed an accel descriptor with close(2) instead of
+        // accel_close: its descriptor is gone, so forget it (never close a
+        // number that now belongs to this open) and close its file outside
+        // the lock.
+        let stale = FILES.lock().insert(fd, Open { identity, client });
+        if let Some(old) = stale {
+            std::mem::forget(old.identity);
+            old.client.close();
+        }
         Ok(fd)
     })
 }
@@ -223,7 +230,13 @@ pub extern "C" fn accel_mmap(fd: c_int, offset: u64, len: usize, prot: c_int) ->
         let len = u64::try_from(len).map_err(|_| Errno::EINVAL)?;
         let map = client.mmap(offset, len, writable).map_err(errno)?;
         let p = map.as_ptr();
-        MAPPINGS.lock().insert(p as usize, map);
+        // A stale entry at this address means the caller unmapped an accel
+        // mapping with munmap(2): the kernel reused the range, so the stale
+        // mapping must not be unmapped again (it would unmap the new one).
+        let stale = MAPPINGS.lock().insert(p as usize, map);
+        if let Some(old) = stale {
+            std::mem::forget(old);
+        }
         Ok(p.cast())
     })
 }

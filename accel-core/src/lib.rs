@@ -33,6 +33,7 @@ pub mod dispatch;
 mod dispatch_sync;
 pub mod driver;
 pub mod error;
+pub mod fabric;
 pub mod fence;
 pub mod file;
 pub mod handle;

@@ -1,0 +1,1021 @@
+//! Links between fabric ports.
+//!
+//! A [`Link`] is one port's attachment to a network. It carries *frames*:
+//! the UDP payload of a RoCE v2 datagram, i.e. an IB transport packet (BTH ..
+//! ICRC) exactly as [`Packet::encode_for`] builds it. A link never looks
+//! inside a frame beyond what a switch or a UDP socket would.
+//!
+//! Two networks implement it:
+//! - [`VirtualSwitch`] connects ports of any devices in this process, with
+//!   deterministic, seeded fault injection ([`Faults`]): loss, corruption,
+//!   duplication, reordering and delay.
+//! - [`UdpLink`] is RoCE v2 over UDP/IPv4, so two processes (or hosts) can
+//!   connect queue pairs. Its datagrams are real RoCE v2.
+//!
+//! # Addresses
+//!
+//! A port is named by its [`Gid`]. For RoCE v2 over IPv4 the GID is the
+//! IPv4-mapped IPv6 address `::ffff:a.b.c.d` ([`gid_from_ipv4`],
+//! [`gid_to_ipv4`]). A virtual switch accepts any 16 bytes, but a GID that
+//! is not IPv4-mapped has no IPv4 address to put in the ICRC's pseudo
+//! header, so engines should attach IPv4-mapped GIDs.
+//!
+//! # The ICRC on a link
+//!
+//! The ICRC of a RoCE v2 packet covers the IPv4 and UDP headers too. A link
+//! only carries the UDP payload, so both ends rebuild those headers:
+//!
+//! - the sender encodes with
+//!   `Packet::encode_for(gid_to_ipv4(link.gid()), gid_to_ipv4(dst), link.src_port())`;
+//! - the receiver checks with
+//!   `Packet::decode_from(gid_to_ipv4(rx.src), gid_to_ipv4(link.gid()), rx.src_port, &rx.frame)`.
+//!
+//! [`Link::src_port`] and [`Received::src_port`] exist for this: the UDP
+//! source port is covered by the ICRC. On a [`VirtualSwitch`] both are
+//! [`ROCE_V2_UDP_PORT`], a convention, since there is no UDP header.
+//!
+//! What `encode_for` assumes against what the Linux kernel writes for a
+//! [`UdpLink`] datagram (an unconnected, bound IPv4 UDP socket):
+//!
+//! | Field | ICRC | `encode_for` assumes | kernel writes |
+//! |---|---|---|---|
+//! | IPv4 version, IHL | covered | `0x45` | `0x45` (no options) |
+//! | TOS (DSCP, ECN) | masked | 0 | anything |
+//! | total length | covered | 28 + frame | 28 + frame |
+//! | identification | **covered** | 0 | 0, see below |
+//! | flags, fragment offset | **covered** | DF, 0 | DF, 0, see below |
+//! | TTL | masked | 64 | anything |
+//! | protocol | covered | 17 | 17 |
+//! | header checksum | masked | correct | correct |
+//! | source, destination address | covered | the two GIDs | the bound address, the peer |
+//! | UDP source port | covered | [`Link::src_port`] | the bound port |
+//! | UDP destination port | **covered** | 4791 | the peer's port |
+//! | UDP length | covered | 8 + frame | 8 + frame |
+//! | UDP checksum | masked | 0 | computed |
+//!
+//! Caveats, all about the covered fields the kernel chooses:
+//! - **IPv4 identification.** Linux writes 0 for a datagram with DF set sent
+//!   on an *unconnected* socket; a connected socket would use a per-socket
+//!   counter. [`UdpLink`] therefore never calls `connect`.
+//! - **DF and fragmentation.** Linux sets DF by default (path MTU discovery,
+//!   `net.ipv4.ip_no_pmtu_disc = 0`) as long as the datagram fits the path
+//!   MTU. A larger datagram is fragmented, without DF and with a nonzero
+//!   identification. Keep frames within the path MTU (28 bytes of IPv4 and
+//!   UDP headers plus the frame), as RoCE itself requires: 4096-byte IB MTU
+//!   needs jumbo frames, 1024 fits a 1500-byte Ethernet MTU.
+//! - **Source address.** The ICRC covers it, so [`UdpLink::bind`] refuses
+//!   the unspecified address (the kernel would pick one per route).
+//! - **Destination port.** `encode_for` and `decode_from` both assume 4791.
+//!   A link sending to another port (two processes on one host, see
+//!   [`UdpLink::with_peer_port`] and [`UdpLink::add_peer`]) still agrees
+//!   with its peer, but the ICRC then does not match the header on the
+//!   wire: a capture tool that verifies the ICRC reports a mismatch there,
+//!   and tools only dissect port 4791 as RoCE v2 by default. Interoperable
+//!   RoCE v2 uses destination port 4791.
+//!
+//! A UDP socket does not show the receiver the IP header. `decode_from`
+//! rebuilds it from the datagram's source address and port and the local
+//! address, under the assumptions above; any difference in a covered field
+//! fails the ICRC check.
+
+use std::cmp::{Ordering, Reverse};
+use std::collections::{BinaryHeap, HashMap, VecDeque};
+use std::fmt;
+use std::io;
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, UdpSocket};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering as Atomic};
+use std::time::{Duration, Instant};
+
+use parking_lot::{Condvar, Mutex, RwLock};
+
+use crate::roce::packet::{BTH_LEN, ROCE_V2_UDP_PORT};
+#[cfg(doc)]
+use crate::roce::packet::{Packet, PacketError};
+
+/// A port's global identifier: 16 bytes, an IPv6 address. RoCE v2 over IPv4
+/// uses the IPv4-mapped form `::ffff:a.b.c.d`.
+pub type Gid = [u8; 16];
+
+/// The largest frame a link carries: the largest UDP payload over IPv4
+/// (65535 - 20 - 8 bytes).
+pub const MAX_FRAME_LEN: usize = 65_507;
+
+/// Default capacity, in frames, of a [`VirtualSwitch`] port's receive queue.
+pub const RX_QUEUE_FRAMES: usize = 65_536;
+
+/// How long a [`VirtualSwitch`] holds a frame drawn for reordering when no
+/// next frame to the same destination comes.
+pub const REORDER_RELEASE: Duration = Duration::from_millis(1);
+
+/// Receive buffer of a [`UdpLink`]: larger than any IPv4 UDP payload.
+const UDP_RECV_BUF: usize = 65_536;
+
+/// Stands in for "never" when a deadline overflows [`Instant`].
+const FAR_FUTURE: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
+
+/// The IPv4-mapped GID `::ffff:a.b.c.d` of an IPv4 address.
+pub fn gid_from_ipv4(ip: Ipv4Addr) -> Gid {
+    ip.to_ipv6_mapped().octets()
+}
+
+/// The IPv4 address of an IPv4-mapped GID, or `None` for any other GID.
+pub fn gid_to_ipv4(gid: &Gid) -> Option<Ipv4Addr> {
+    Ipv6Addr::from(*gid).to_ipv4_mapped()
+}
+
+/// Why a link operation failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum LinkError {
+    /// No port with the destination GID is reachable: not attached to the
+    /// switch, or (UDP) neither a known peer nor an IPv4-mapped GID.
+    #[error("unknown destination GID")]
+    UnknownDestination,
+    /// The GID is already attached to this switch.
+    #[error("GID already attached to this switch")]
+    GidInUse,
+    /// The network is gone. The links of this module do not return it
+    /// today (a switch port keeps its switch alive); it is for links that
+    /// can be torn down.
+    #[error("link closed")]
+    Closed,
+    /// The operating system failed a socket operation.
+    #[error("link I/O error: {0}")]
+    Io(String),
+    /// The frame is larger than [`MAX_FRAME_LEN`].
+    #[error("frame larger than {MAX_FRAME_LEN} bytes")]
+    TooLarge,
+}
+
+fn io_err(e: io::Error) -> LinkError {
+    LinkError::Io(e.to_string())
+}
+
+/// A frame taken off a link.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Received {
+    /// GID of the sending port.
+    pub src: Gid,
+    /// UDP source port the ICRC covers: the datagram's source port on a
+    /// [`UdpLink`], [`ROCE_V2_UDP_PORT`] on a [`VirtualSwitch`].
+    pub src_port: u16,
+    /// The UDP payload: an IB transport packet with its ICRC, unless the
+    /// network corrupted it.
+    pub frame: Vec<u8>,
+}
+
+/// Counters of a link (or, from [`VirtualSwitch::stats`], of a whole
+/// switch). Fault counters count each affected frame once, at the sender:
+/// they describe what the network did to the frames this port sent.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub struct LinkStats {
+    /// Frames accepted by [`Link::send`] (calls that returned `Ok`).
+    pub sent: u64,
+    /// Frames returned by [`Link::recv`].
+    pub received: u64,
+    /// Frames the network discarded: lost, rejected for an unknown
+    /// destination, or arriving at a full receive queue or a detached port
+    /// (switch), or refused by a full socket send buffer (UDP).
+    pub dropped: u64,
+    /// Frames delivered twice.
+    pub duplicated: u64,
+    /// Frames with one bit flipped.
+    pub corrupted: u64,
+    /// Frames held back and delivered after the next frame.
+    pub reordered: u64,
+    /// Frames delayed by [`Faults::delay`].
+    pub delayed: u64,
+}
+
+#[derive(Clone, Copy)]
+enum Stat {
+    Sent,
+    Received,
+    Dropped,
+    Duplicated,
+    Corrupted,
+    Reordered,
+    Delayed,
+}
+
+/// Atomic [`LinkStats`].
+#[derive(Default)]
+struct Counters([AtomicU64; 7]);
+
+impl Counters {
+    fn bump(&self, stat: Stat) {
+        if let Some(c) = self.0.get(stat as usize) {
+            c.fetch_add(1, Atomic::Relaxed);
+        }
+    }
+
+    fn snapshot(&self) -> LinkStats {
+        let [sent, received, dropped, duplicated, corrupted, reordered, delayed] =
+            self.0.each_ref().map(|c| c.load(Atomic::Relaxed));
+        LinkStats { sent, received, dropped, duplicated, corrupted, reordered, delayed }
+    }
+}
+
+/// One port's attachment to a network.
+///
+/// Frames are UDP payloads: IB transport packets with their ICRC, as
+/// [`Packet::encode_for`] builds them with this link's [`Link::gid`] and
+/// [`Link::src_port`]. See the module documentation for the ICRC.
+pub trait Link: Send + Sync {
+    /// This port's GID.
+    fn gid(&self) -> Gid;
+
+    /// The UDP source port of the frames this link sends, which their ICRC
+    /// covers: the `src_port` to pass to [`Packet::encode_for`]. The default
+    /// is [`ROCE_V2_UDP_PORT`].
+    fn src_port(&self) -> u16 {
+        ROCE_V2_UDP_PORT
+    }
+
+    /// Sends one frame to the port `dst`. `Ok` means the network accepted
+    /// the frame, not that it arrives: networks lose frames.
+    fn send(&self, dst: &Gid, frame: Vec<u8>) -> Result<(), LinkError>;
+
+    /// Waits up to `timeout` for a frame. `Ok(None)` when none came in
+    /// time; a zero timeout polls.
+    fn recv(&self, timeout: Duration) -> Result<Option<Received>, LinkError>;
+
+    /// This port's counters.
+    fn stats(&self) -> LinkStats;
+}
+
+/// Faults a [`VirtualSwitch`] injects. Probabilities are per sent frame;
+/// values at or below 0 (or NaN) never happen, values at or above 1 always
+/// do.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Faults {
+    /// Seed of the switch's PRNG.
+    pub seed: u64,
+    /// Probability a frame is lost.
+    pub loss: f64,
+    /// Probability a frame is held back and delivered after the next frame
+    /// to the same destination.
+    pub reorder: f64,
+    /// Probability a frame is delivered twice.
+    pub duplicate: f64,
+    /// Probability one bit of a frame is flipped.
+    pub corrupt: f64,
+    /// How long a delayed frame is held.
+    pub delay: Duration,
+    /// Probability a frame is delayed by `delay`.
+    pub delay_prob: f64,
+}
+
+impl Faults {
+    /// A perfect network: no faults (seed 0).
+    pub const fn none() -> Self {
+        Faults {
+            seed: 0,
+            loss: 0.0,
+            reorder: 0.0,
+            duplicate: 0.0,
+            corrupt: 0.0,
+            delay: Duration::ZERO,
+            delay_prob: 0.0,
+        }
+    }
+}
+
+impl Default for Faults {
+    fn default() -> Self {
+        Faults::none()
+    }
+}
+
+/// SplitMix64: small, fast, and good enough for fault injection.
+#[derive(Debug, Clone)]
+struct SplitMix64(u64);
+
+impl SplitMix64 {
+    fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    /// Uniform in [0, 1).
+    fn next_unit(&mut self) -> f64 {
+        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
+    }
+
+    /// True with probability `p` (never for NaN).
+    fn chance(&mut self, p: f64) -> bool {
+        self.next_unit() < p
+    }
+}
+
+/// What happens to one sent frame. Every frame takes the same number of
+/// draws, so frame n's fate depends only on the seed and n.
+struct Fate {
+    lost: bool,
+    corrupt: bool,
+    corrupt_bit: u64,
+    duplicate: bool,
+    reorder: bool,
+    delay: bool,
+}
+
+impl Fate {
+    fn draw(rng: &mut SplitMix64, f: &Faults) -> Fate {
+        Fate {
+            lost: rng.chance(f.loss),
+            corrupt: rng.chance(f.corrupt),
+            corrupt_bit: rng.next_u64(),
+            duplicate: rng.chance(f.duplicate),
+            reorder: rng.chance(f.reorder),
+            delay: rng.chance(f.delay_prob),
+        }
+    }
+}
+
+/// Flips one bit chosen by `draw`. The bit lies after the BTH when the
+/// frame is longer than one, else anywhere. False for an empty frame.
+fn flip_bit(frame: &mut [u8], draw: u64) -> bool {
+    let start = if frame.len() > BTH_LEN { BTH_LEN } else { 0 };
+    let bits = (frame.len() - start) as u64 * 8;
+    if bits == 0 {
+        return false;
+    }
+    let bit = draw % bits;
+    let Some(byte) = frame.get_mut(start + (bit / 8) as usize) else {
+        return false;
+    };
+    *byte ^= 1 << (bit % 8);
+    true
+}
+
+fn later(now: Instant, d: Duration) -> Instant {
+    now.checked_add(d).or_else(|| now.checked_add(FAR_FUTURE)).unwrap_or(now)
+}
+
+/// A frame inside the switch.
+#[derive(Clone)]
+struct InFlight {
+    src: Gid,
+    data: Vec<u8>,
+    /// The sending port's counters, charged with what happens to the frame.
+    sender: Arc<Counters>,
+}
+
+enum TimerEvent {
+    /// A delayed frame is due.
+    Deliver(InFlight),
+    /// The frame held (for reordering) under this timer's `seq` is due.
+    Release,
+}
+
+struct Timer {
+    due: Instant,
+    seq: u64,
+    dst: Gid,
+    event: TimerEvent,
+}
+
+impl PartialEq for Timer {
+    fn eq(&self, other: &Self) -> bool {
+        self.cmp(other) == Ordering::Equal
+    }
+}
+
+impl Eq for Timer {}
+
+impl PartialOrd for Timer {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Timer {
+    fn cmp(&self, other: &Self) -> Ordering {
+        (self.due, self.seq).cmp(&(other.due, other.seq))
+    }
+}
+
+/// A port's bounded receive queue.
+struct RxQueue {
+    frames: Mutex<VecDeque<(Gid, Vec<u8>)>>,
+    ready: Condvar,
+    capacity: usize,
+}
+
+struct PortEntry {
+    id: u64,
+    rx: Arc<RxQueue>,
+    /// The frame held back for reordering, with its release timer's seq.
+    held: Option<(u64, InFlight)>,
+}
+
+struct SwitchState {
+    faults: Faults,
+    rng: SplitMix64,
+    reorder_release: Duration,
+    ports: HashMap<Gid, PortEntry>,
+    timers: BinaryHeap<Reverse<Timer>>,
+    next_seq: u64,
+    next_port_id: u64,
+}
+
+impl SwitchState {
+    fn seq(&mut self) -> u64 {
+        self.next_seq = self.next_seq.wrapping_add(1);
+        self.next_seq
+    }
+}
+
+/// An in-process switch connecting ports of any devices in this process,
+/// with deterministic fault injection.
+///
+/// # Faults
+///
+/// Each frame accepted by [`Link::send`] draws its fate from one PRNG seeded
+/// with [`Faults::seed`], in send order, always taking the same number of
+/// draws: the fate of the n-th frame sent through the switch depends only on
+/// the seed and n. The fate, in this order:
+///
+/// 1. **loss** (`loss`): the frame is dropped, nothing else applies;
+/// 2. **corruption** (`corrupt`): one bit is flipped. The bit lies after
+///    the 12-byte BTH (extension headers, payload, pad or the ICRC itself)
+///    whenever the frame is longer than a BTH, so the receiver's ICRC check
+///    always catches it as [`PacketError::BadIcrc`]. The BTH is spared
+///    because its byte 4 (F, B, resv6) is *variant* (outside the ICRC, a
+///    switch may rewrite it) and because a flipped opcode or version would
+///    surface as another decode error. Shorter frames get any bit flipped;
+///    empty frames cannot be corrupted;
+/// 3. **duplication** (`duplicate`): the frame is delivered twice in a row;
+/// 4. **delay** (`delay_prob`, when `delay` is nonzero): the frame (both
+///    copies) arrives `delay` after it was sent. Later frames may overtake
+///    it. A delayed frame is not also reordered;
+/// 5. **reordering** (`reorder`): the frame is held back and delivered right
+///    after the next frame to the same destination, or after the reorder
+///    release time ([`REORDER_RELEASE`] by default) if none comes first, so
+///    reordering never loses a frame. A port holds at most one frame: a
+///    frame drawn for reordering while another is held is delivered, then
+///    the held one. Each reordering thus swaps one pair of frames.
+///
+/// Given the same seed and the same sends, the switch makes the same
+/// decisions and the counters match. The delivered sequence matches too as
+/// long as timers do not race the sends (a held frame released by its timer
+/// instead of by the next frame, a delay shorter than the gap between
+/// sends).
+///
+/// # Delivery
+///
+/// Each port has a bounded receive queue ([`RX_QUEUE_FRAMES`] frames by
+/// default); a frame arriving at a full queue is dropped and counted as
+/// such. Sending to a GID not attached returns
+/// [`LinkError::UnknownDestination`] and counts the frame as dropped,
+/// without drawing a fate.
+///
+/// The switch has no thread. Timers (delays and reorder releases) are
+/// serviced by every send, receive and stats read on any of its ports; a
+/// port waiting in [`Link::recv`] wakes up when the next timer is due. So a
+/// frame is never late as seen through the [`Link`] API, and nothing keeps
+/// running once the switch is dropped. A port stays
+/// attached until dropped, and keeps the switch alive.
+pub struct VirtualSwitch {
+    state: Mutex<SwitchState>,
+    totals: Counters,
+}
+
+impl fmt::Debug for VirtualSwitch {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let st = self.state.lock();
+        f.debug_struct("VirtualSwitch")
+            .field("faults", &st.faults)
+            .field("ports", &st.ports.len())
+            .field("pending_timers", &st.timers.len())
+            .finish()
+    }
+}
+
+impl VirtualSwitch {
+    /// A switch with no ports, injecting `faults`.
+    pub fn new(faults: Faults) -> Arc<VirtualSwitch> {
+        VirtualSwitch::with_reorder_release(faults, REORDER_RELEASE)
+    }
+
+    /// A switch whose reordered frames wait at most `release` for the next
+    /// frame (instead of [`REORDER_RELEASE`]). A long release makes the
+    /// delivered sequence independent of timing when sends come in bursts.
+    pub fn with_reorder_release(faults: Faults, release: Duration) -> Arc<VirtualSwitch> {
+        Arc::new(VirtualSwitch {
+            state: Mutex::new(SwitchState {
+                faults,
+                rng: SplitMix64(faults.seed),
+                reorder_release: release,
+                ports: HashMap::new(),
+                timers: BinaryHeap::new(),
+                next_seq: 0,
+                next_port_id: 0,
+            }),
+            totals: Counters::default(),
+        })
+    }
+
+    /// Attaches a port with the GID `gid` and a receive queue of
+    /// [`RX_QUEUE_FRAMES`] frames. The port detaches when dropped.
+    pub fn attach(self: &Arc<Self>, gid: Gid) -> Result<Arc<dyn Link>, LinkError> {
+        self.attach_with_capacity(gid, RX_QUEUE_FRAMES)
+    }
+
+    /// Attaches a port whose receive queue holds `capacity` frames.
+    pub fn attach_with_capacity(self: &Arc<Self>, gid: Gid, capacity: usize) -> Result<Arc<dyn Link>, LinkError> {
+        let mut st = self.state.lock();
+        if st.ports.contains_key(&gid) {
+            return Err(LinkError::GidInUse);
+        }
+        st.next_port_id = st.next_port_id.wrapping_add(1);
+        let id = st.next_port_id;
+        let rx = Arc::new(RxQueue { frames: Mutex::new(VecDeque::new()), ready: Condvar::new(), capacity });
+        st.ports.insert(gid, PortEntry { id, rx: Arc::clone(&rx), held: None });
+        drop(st);
+        Ok(Arc::new(SwitchPort { switch: Arc::clone(self), gid, id, rx, counters: Arc::new(Counters::default()) }))
+    }
+
+    /// The faults the switch injects.
+    pub fn faults(&self) -> Faults {
+        self.state.lock().faults
+    }
+
+    /// Replaces the faults and reseeds the PRNG with `faults.seed`. Frames
+    /// already delayed or held keep their fate.
+    pub fn set_faults(&self, faults: Faults) {
+        let mut st = self.state.lock();
+        st.faults = faults;
+        st.rng = SplitMix64(faults.seed);
+    }
+
+    /// Counters summed over every port, attached now or before.
+    pub fn stats(&self) -> LinkStats {
+        self.service_now();
+        self.totals.snapshot()
+    }
+
+    /// Fires every timer due now.
+    fn service_now(&self) {
+        let mut st = self.state.lock();
+        self.service(&mut st, Instant::now());
+    }
+
+    fn count(&self, sender: &Counters, stat: Stat) {
+        sender.bump(stat);
+        self.totals.bump(stat);
+    }
+
+    /// Puts a frame in a receive queue, or drops it if the queue is full.
+    fn push(&self, rx: &RxQueue, f: InFlight) {
+        let mut q = rx.frames.lock();
+        if q.len() >= rx.capacity {
+            drop(q);
+            self.count(&f.sender, Stat::Dropped);
+            return;
+        }
+        q.push_back((f.src, f.data));
+        rx.ready.notify_one();
+    }
+
+    /// Hands a frame to the destination port: held back if `hold` and the
+    /// port holds nothing yet, else queued, followed by any held frame.
+    fn forward(&self, st: &mut SwitchState, dst: Gid, f: InFlight, hold: bool, now: Instant) {
+        if hold && st.ports.get(&dst).is_some_and(|p| p.held.is_none()) {
+            let seq = st.seq();
+            let due = later(now, st.reorder_release);
+            st.timers.push(Reverse(Timer { due, seq, dst, event: TimerEvent::Release }));
+            if let Some(port) = st.ports.get_mut(&dst) {
+                self.count(&f.sender, Stat::Reordered);
+                port.held = Some((seq, f));
+                // A receiver waiting on this port must wake for the release.
+                let _q = port.rx.frames.lock();
+                port.rx.ready.notify_all();
+            }
+            return;
+        }
+        let Some(port) = st.ports.get_mut(&dst) else {
+            self.count(&f.sender, Stat::Dropped);
+            return;
+        };
+        self.push(&port.rx, f);
+        if let Some((_, held)) = port.held.take() {
+            self.push(&port.rx, held);
+        }
+    }
+
+    /// Fires every timer due at `now`, in time order.
+    fn service(&self, st: &mut SwitchState, now: Instant) {
+        while st.timers.peek().is_some_and(|Reverse(t)| t.due <= now) {
+            let Some(Reverse(timer)) = st.timers.pop() else { break };
+            match timer.event {
+                TimerEvent::Deliver(f) => self.forward(st, timer.dst, f, false, now),
+                TimerEvent::Release => {
+                    if let Some(port) = st.ports.get_mut(&timer.dst)
+                        && port.held.as_ref().is_some_and(|(seq, _)| *seq == timer.seq)
+                        && let Some((_, held)) = port.held.take()
+                    {
+                        self.push(&port.rx, held);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// A port attached to a [`VirtualSwitch`].
+struct SwitchPort {
+    switch: Arc<VirtualSwitch>,
+    gid: Gid,
+    id: u64,
+    rx: Arc<RxQueue>,
+    counters: Arc<Counters>,
+}
+
+impl Link for SwitchPort {
+    fn gid(&self) -> Gid {
+        self.gid
+    }
+
+    fn send(&self, dst: &Gid, frame: Vec<u8>) -> Result<(), LinkError> {
+        if frame.len() > MAX_FRAME_LEN {
+            return Err(LinkError::TooLarge);
+        }
+        let sw = &*self.switch;
+        let mut st = sw.state.lock();
+        let now = Instant::now();
+        sw.service(&mut st, now);
+        if !st.ports.contains_key(dst) {
+            sw.count(&self.counters, Stat::Dropped);
+            return Err(LinkError::UnknownDestination);
+        }
+        let faults = st.faults;
+        let fate = Fate::draw(&mut st.rng, &faults);
+        sw.count(&self.counters, Stat::Sent);
+        if fate.lost {
+            sw.count(&self.counters, Stat::Dropped);
+            return Ok(());
+        }
+        let mut frame = frame;
+        if fate.corrupt && flip_bit(&mut frame, fate.corrupt_bit) {
+            sw.count(&self.counters, Stat::Corrupted);
+        }
+        let first = InFlight { src: self.gid, data: frame, sender: Arc::clone(&self.counters) };
+        let second = fate.duplicate.then(|| first.clone());
+        if second.is_some() {
+            sw.count(&self.counters, Stat::Duplicated);
+        }
+        if fate.delay && !faults.delay.is_zero() {
+            sw.count(&self.counters, Stat::Delayed);
+            let due = later(now, faults.delay);
+            for f in std::iter::once(first).chain(second) {
+                let seq = st.seq();
+                st.timers.push(Reverse(Timer { due, seq, dst: *dst, event: TimerEvent::Deliver(f) }));
+            }
+            if let Some(port) = st.ports.get(dst) {
+                let _q = port.rx.frames.lock();
+                port.rx.ready.notify_all();
+            }
+        } else {
+            sw.forward(&mut st, *dst, first, fate.reorder, now);
+            if let Some(f) = second {
+                sw.forward(&mut st, *dst, f, false, now);
+            }
+        }
+        Ok(())
+    }
+
+    fn recv(&self, timeout: Duration) -> Result<Option<Received>, LinkError> {
+        let sw = &*self.switch;
+        let deadline = Instant::now().checked_add(timeout);
+        loop {
+            let mut st = sw.state.lock();
+            let now = Instant::now();
+            sw.service(&mut st, now);
+            let next_timer = st.timers.peek().map(|Reverse(t)| t.due);
+            // Take the queue before letting go of the switch, so a sender
+            // adding an earlier timer cannot notify in between.
+            let mut q = self.rx.frames.lock();
+            drop(st);
+            if let Some((src, frame)) = q.pop_front() {
+                drop(q);
+                sw.count(&self.counters, Stat::Received);
+                return Ok(Some(Received { src, src_port: ROCE_V2_UDP_PORT, frame }));
+            }
+            if deadline.is_some_and(|d| now >= d) {
+                return Ok(None);
+            }
+            let wake = match (deadline, next_timer) {
+                (Some(d), Some(t)) => Some(d.min(t)),
+                (d, None) => d,
+                (None, t) => t,
+            };
+            match wake {
+                Some(at) => {
+                    self.rx.ready.wait_until(&mut q, at);
+                }
+                None => self.rx.ready.wait(&mut q),
+            }
+        }
+    }
+
+    /// Fires due timers first, so the fates of delayed and held frames
+    /// are counted.
+    fn stats(&self) -> LinkStats {
+        self.switch.service_now();
+        self.counters.snapshot()
+    }
+}
+
+impl Drop for SwitchPort {
+    fn drop(&mut self) {
+        let sw = &*self.switch;
+        let mut st = sw.state.lock();
+        if st.ports.get(&self.gid).is_some_and(|p| p.id == self.id)
+            && let Some(port) = st.ports.remove(&self.gid)
+            && let Some((_, held)) = port.held
+        {
+            sw.count(&held.sender, Stat::Dropped);
+        }
+    }
+}
+
+/// RoCE v2 over UDP/IPv4: frames are the payloads of UDP datagrams, sent
+/// from the bound address to the destination GID's IPv4 address and port
+/// 4791 (or another port, see [`UdpLink::with_peer_port`] and
+/// [`UdpLink::add_peer`]). See the module documentation for how the ICRC
+/// relates to the headers the kernel adds.
+///
+/// The GID is the IPv4-mapped bound address, so every link bound to one
+/// address has the same GID; links on one host tell each other apart by
+/// port, through the peer map.
+///
+/// Concurrent receivers take turns (the read timeout belongs to the
+/// socket): a `recv` waits for the one in progress. Sends never wait for
+/// receivers.
+pub struct UdpLink {
+    socket: UdpSocket,
+    local: SocketAddrV4,
+    gid: Gid,
+    peer_port: u16,
+    peers: RwLock<HashMap<Gid, SocketAddrV4>>,
+    counters: Counters,
+    /// Serialises receivers (the read timeout is per socket) and holds the
+    /// receive buffer.
+    rx: Mutex<Vec<u8>>,
+}
+
+impl fmt::Debug for UdpLink {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("UdpLink")
+            .field("local", &self.local)
+            .field("peer_port", &self.peer_port)
+            .field("peers", &self.peers.read().len())
+            .finish()
+    }
+}
+
+impl UdpLink {
+    /// Binds a UDP socket to `local`. Use port [`ROCE_V2_UDP_PORT`] to
+    /// receive standard RoCE v2 traffic, or 0 for any free port. The address
+    /// must be a specific unicast address: the ICRC covers the source
+    /// address, which the kernel would otherwise choose per route.
+    pub fn bind(local: SocketAddrV4) -> Result<UdpLink, LinkError> {
+        let ip = local.ip();
+        if ip.is_unspecified() || ip.is_broadcast() || ip.is_multicast() {
+            return Err(LinkError::Io(format!(
+                "a RoCE v2 link needs a specific unicast IPv4 address (the ICRC covers it), not {ip}"
+            )));
+        }
+        let socket = UdpSocket::bind(local).map_err(io_err)?;
+        let local = match socket.local_addr().map_err(io_err)? {
+            SocketAddr::V4(a) => a,
+            SocketAddr::V6(a) => return Err(LinkError::Io(format!("socket bound to IPv6 address {a}"))),
+        };
+        Ok(UdpLink {
+            socket,
+            local,
+            gid: gid_from_ipv4(*local.ip()),
+            peer_port: ROCE_V2_UDP_PORT,
+            peers: RwLock::new(HashMap::new()),
+            counters: Counters::default(),
+            rx: Mutex::new(vec![0; UDP_RECV_BUF]),
+        })
+    }
+
+    /// Sends to destination port `port` instead of [`ROCE_V2_UDP_PORT`]
+    /// for GIDs not in the peer map. See the module documentation for what
+    /// a port other than 4791 means for the ICRC.
+    #[must_use]
+    pub fn with_peer_port(mut self, port: u16) -> Self {
+        self.peer_port = port;
+        self
+    }
+
+    /// Sends frames for `gid` to `addr`, overriding the GID's own address
+    /// and the peer port. Replaces any earlier entry for `gid`.
+    pub fn add_peer(&self, gid: Gid, addr: SocketAddrV4) {
+        self.peers.write().insert(gid, addr);
+    }
+
+    /// Forgets the peer map entry for `gid`, returning it.
+    pub fn remove_peer(&self, gid: &Gid) -> Option<SocketAddrV4> {
+        self.peers.write().remove(gid)
+    }
+
+    /// The bound address (with the port the kernel chose for port 0).
+    pub fn local_addr(&self) -> SocketAddrV4 {
+        self.local
+    }
+
+    /// The destination port used for GIDs not in the peer map.
+    pub fn peer_port(&self) -> u16 {
+        self.peer_port
+    }
+
+    /// Where frames for `dst` go: the peer map, else `dst`'s IPv4 address
+    /// and the peer port.
+    pub fn resolve(&self, dst: &Gid) -> Option<SocketAddrV4> {
+        if let Some(addr) = self.peers.read().get(dst) {
+            return Some(*addr);
+        }
+        gid_to_ipv4(dst).map(|ip| SocketAddrV4::new(ip, self.peer_port))
+    }
+}
+
+impl Link for UdpLink {
+    fn gid(&self) -> Gid {
+        self.gid
+    }
+
+    /// The bound port: the kernel writes it as the UDP source port.
+    fn src_port(&self) -> u16 {
+        self.local.port()
+    }
+
+    /// Sends `frame` as one datagram. A full socket send buffer drops the
+    /// frame (counted, `Ok`), as a congested network would.
+    fn send(&self, dst: &Gid, frame: Vec<u8>) -> Result<(), LinkError> {
+        if frame.len() > MAX_FRAME_LEN {
+            return Err(LinkError::TooLarge);
+        }
+        let Some(addr) = self.resolve(dst) else {
+            self.counters.bump(Stat::Dropped);
+            return Err(LinkError::UnknownDestination);
+        };
+        let mut attempts = 0;
+        loop {
+            attempts += 1;
+            match self.socket.send_to(&frame, addr) {
+                Ok(_) => {
+                    self.counters.bump(Stat::Sent);
+                    return Ok(());
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted && attempts < 3 => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    self.counters.bump(Stat::Sent);
+                    self.counters.bump(Stat::Dropped);
+                    return Ok(());
+                }
+                Err(e) if e.raw_os_error() == Some(nix::errno::Errno::EMSGSIZE as i32) => {
+                    return Err(LinkError::TooLarge);
+                }
+                Err(e) => return Err(io_err(e)),
+            }
+        }
+    }
+
+    fn recv(&self, timeout: Duration) -> Result<Option<Received>, LinkError> {
+        let mut buf = self.rx.lock();
+        let deadline = Instant::now().checked_add(timeout);
+        loop {
+            let remaining = deadline.map(|d| d.saturating_duration_since(Instant::now()));
+            let poll = remaining.is_some_and(|r| r.is_zero());
+            if poll {
+                self.socket.set_nonblocking(true).map_err(io_err)?;
+            } else {
+                self.socket.set_read_timeout(remaining).map_err(io_err)?;
+            }
+            let got = self.socket.recv_from(&mut buf[..]);
+            if poll {
+                self.socket.set_nonblocking(false).map_err(io_err)?;
+            }
+            match got {
+                Ok((n, SocketAddr::V4(src))) => {
+                    self.counters.bump(Stat::Received);
+                    let frame = buf.get(..n).unwrap_or_default().to_vec();
+                    return Ok(Some(Received { src: gid_from_ipv4(*src.ip()), src_port: src.port(), frame }));
+                }
+                // An IPv4 socket has no IPv6 peers.
+                Ok((_, SocketAddr::V6(_))) => {}
+                Err(e) => match e.kind() {
+                    io::ErrorKind::WouldBlock
+                    | io::ErrorKind::TimedOut
+                    | io::ErrorKind::Interrupted
+                    | io::ErrorKind::ConnectionRefused
+                    | io::ErrorKind::ConnectionReset => {}
+                    _ => return Err(io_err(e)),
+                },
+            }
+            if poll {
+                return Ok(None);
+            }
+        }
+    }
+
+    fn stats(&self) -> LinkStats {
+        self.counters.snapshot()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn gid_ipv4_mapping() {
+        let ip = Ipv4Addr::new(192, 168, 7, 9);
+        let gid = gid_from_ipv4(ip);
+        assert_eq!(gid, [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xFF, 0xFF, 192, 168, 7, 9]);
+        assert_eq!(gid_to_ipv4(&gid), Some(ip));
+        assert_eq!(gid_to_ipv4(&[0; 16]), None);
+        let mut link_local = [0u8; 16];
+        link_local[0] = 0xFE;
+        link_local[1] = 0x80;
+        assert_eq!(gid_to_ipv4(&link_local), None);
+        // IPv4-compatible (::a.b.c.d, deprecated) is not IPv4-mapped.
+        let mut compat = [0u8; 16];
+        compat[12..].copy_from_slice(&ip.octets());
+        assert_eq!(gid_to_ipv4(&compat), None);
+    }
+
+    #[test]
+    fn prng_is_seeded_and_uniform() {
+        let mut a = SplitMix64(42);
+        let mut b = SplitMix64(42);
+        let mut c = SplitMix64(43);
+        let xs: Vec<u64> = (0..64).map(|_| a.next_u64()).collect();
+        assert_eq!(xs, (0..64).map(|_| b.next_u64()).collect::<Vec<_>>());
+        assert_ne!(xs, (0..64).map(|_| c.next_u64()).collect::<Vec<_>>());
+        let mut r = SplitMix64(7);
+        let n = 10_000;
+        let hits = (0..n).filter(|_| r.chance(0.25)).count();
+        assert!((2_200..2_800).contains(&hits), "{hits}");
+        for _ in 0..1000 {
+            let u = r.next_unit();
+            assert!((0.0..1.0).contains(&u));
+            assert!(!r.chance(0.0) && !r.chance(-1.0) && !r.chance(f64::NAN));
+            assert!(r.chance(1.0) && r.chance(2.0));
+        }
+    }
+
+    #[test]
+    fn flip_bit_spares_the_bth() {
+        for len in [0usize, 1, 5, 12, 13, 16, 100] {
+            for draw in [0u64, 1, 7, 8, 95, 96, 12345, u64::MAX] {
+                let orig: Vec<u8> = (0..len).map(|i| i as u8).collect();
+                let mut f = orig.clone();
+                let flipped = flip_bit(&mut f, draw);
+                assert_eq!(flipped, len > 0);
+                let diff: u32 = orig.iter().zip(&f).map(|(a, b)| (a ^ b).count_ones()).sum();
+                assert_eq!(diff, u32::from(flipped), "len {len} draw {draw}");
+                if len > BTH_LEN {
+                    assert_eq!(orig[..BTH_LEN], f[..BTH_LEN]);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn timers_order_by_due_then_seq() {
+        let now = Instant::now();
+        let t = |due, seq| Reverse(Timer { due, seq, dst: [0; 16], event: TimerEvent::Release });
+        let mut heap = BinaryHeap::new();
+        heap.push(t(now + Duration::from_millis(2), 1));
+        heap.push(t(now, 3));
+        heap.push(t(now, 2));
+        let order: Vec<u64> = std::iter::from_fn(|| heap.pop().map(|Reverse(t)| t.seq)).collect();
+        assert_eq!(order, [2, 3, 1]);
+        assert_eq!(later(now, Duration::MAX), later(now, Duration::MAX));
+        assert!(later(now, Duration::MAX) > now);
+    }
+
+    #[test]
+    fn switch_has_no_cycles() {
+        let sw = VirtualSwitch::new(Faults { reorder: 1.0, delay: Duration::from_secs(60), ..Faults::none() });
+        let weak = Arc::downgrade(&sw);
+        let a = sw.attach(gid_from_ipv4(Ipv4Addr::new(10, 0, 0, 1))).unwrap();
+        let b = sw.attach(gid_from_ipv4(Ipv4Addr::new(10, 0, 0, 2))).unwrap();
+        // A held frame and pending timers must not keep anything alive.
+        a.send(&b.gid(), vec![1; 16]).unwrap();
+        drop(sw);
+        assert!(weak.upgrade().is_some());
+        drop(b);
+        assert_eq!(a.stats().dropped, 1, "the held frame died with its port");
+        drop(a);
+        assert!(weak.upgrade().is_none());
+    }
+}

@@ -1,5 +1,15 @@
-//! RoCE v2: the wire format of the reliable-connection transport (the
-//! protocol engine builds on it). This module owns packet layouts and the
-//! ICRC; it never touches queues, memory or sockets.
+//! RoCE v2: the reliable-connection transport.
+//!
+//! - [`packet`]: the wire format (headers, opcodes, ICRC, PSN arithmetic);
+//! - [`mr`]: local memory as the engine sees it (keys and access checks);
+//! - [`engine`]: one side of an RC connection — requester, responder and
+//!   completer — over a [`crate::fabric::link::Link`].
+//!
+//! The engine is not yet wired to the verbs ioctls (PD/MR/CQ/QP): devices do
+//! not announce `ACCEL_CAP_FABRIC` until it is.
 
+pub mod engine;
+pub mod mr;
 pub mod packet;
+#[cfg(test)]
+mod rc_tests;

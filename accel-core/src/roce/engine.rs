@@ -1,0 +1,1079 @@
+//! The RC protocol engine: one [`RcQp`] is one side of a reliable
+//! connection, with a requester (segmentation, PSNs, retransmission), a
+//! responder (PSN checking, receives, RDMA WRITE/READ execution, ACK/NAK)
+//! and a completer (ACK/NAK/READ response processing, in-order completions).
+//!
+//! The engine has no thread of its own. Frames come in through
+//! [`RcQp::handle_frame`] and timers run in [`RcQp::tick`]; [`RcDriver`] is
+//! a thread that does both for the QPs of one [`Link`]. Outgoing packets are
+//! sent while the QP's lock is held, so they leave in PSN order. Packets use
+//! the transport-only ICRC ([`Packet::encode`] / [`Packet::decode`]).
+//!
+//! Recovery: go-back-N from the oldest unacknowledged PSN on timer expiry
+//! (retry_cnt, reset on progress), on a PSN sequence error NAK (not counted)
+//! and, once per gap, on a missing READ response. The responder NAKs a gap
+//! once, and again only when the requester has visibly gone back (an
+//! out-of-sequence PSN well below the highest one seen), so a lost
+//! retransmission does not always cost a timeout.
+//!
+//! Simplifications: at most `max_outstanding` PSNs in flight and no
+//! end-to-end credits (ACKs advertise none); no atomics, fences, SRQs or
+//! solicited-event notification; a SEND/WRITE payload is gathered when it is
+//! posted.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering as AtomicOrdering};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use accel_uapi::types::{WcOpcode, WcStatus};
+use parking_lot::{Condvar, Mutex};
+
+use super::mr::{Access, RcMemory};
+use super::packet::{
+    AETH_CREDITS_INVALID, Aeth, AethKind, Bth, ImmDt, MSN_MASK, NakCode, Opcode, PSN_MASK, Packet, Reth, psn_add,
+    psn_diff,
+};
+use crate::fabric::link::{Gid, Link, Received};
+
+/// Connection parameters of an [`RcQp`] (what RTR/RTS would set).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RcConfig {
+    /// This QP's number (24 bits).
+    pub qpn: u32,
+    /// The peer's port.
+    pub dest_gid: Gid,
+    /// The peer QP's number.
+    pub dest_qpn: u32,
+    /// Path MTU in bytes: 256, 512, 1024, 2048 or 4096.
+    pub mtu: u32,
+    /// First PSN the requester sends.
+    pub sq_psn: u32,
+    /// First PSN the responder expects.
+    pub rq_psn: u32,
+    /// Local ACK timeout code: 4.096 us * 2^timeout; 0 means infinite.
+    pub timeout: u8,
+    /// Retries after a timeout or sequence error before RETRY_EXC_ERR.
+    pub retry_cnt: u8,
+    /// Retries after an RNR NAK before RNR_RETRY_EXC_ERR; 7 is infinite.
+    pub rnr_retry: u8,
+    /// RNR timer code the responder puts in its RNR NAKs.
+    pub min_rnr_timer: u8,
+    /// Most PSNs the requester has outstanding (unacknowledged).
+    pub max_outstanding: u32,
+}
+
+impl RcConfig {
+    /// A config with common defaults: MTU 1024, PSNs 0, timeout 14
+    /// (~67 ms), retry_cnt 7, rnr_retry 7, min_rnr_timer 1, window 256.
+    pub fn new(qpn: u32, dest_gid: Gid, dest_qpn: u32) -> Self {
+        RcConfig {
+            qpn,
+            dest_gid,
+            dest_qpn,
+            mtu: 1024,
+            sq_psn: 0,
+            rq_psn: 0,
+            timeout: 14,
+            retry_cnt: 7,
+            rnr_retry: 7,
+            min_rnr_timer: 1,
+            max_outstanding: 256,
+        }
+    }
+}
+
+/// Why a config or work request was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum RcError {
+    /// The path MTU is not one of 256..4096 (powers of two).
+    #[error("invalid path MTU {0}")]
+    BadMtu(u32),
+    /// A message longer than 2^31 bytes or 2^22 packets.
+    #[error("message too long")]
+    TooLong,
+}
+
+/// Send work request opcodes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SendOp {
+    /// SEND.
+    Send,
+    /// SEND with immediate.
+    SendWithImm,
+    /// RDMA WRITE.
+    RdmaWrite,
+    /// RDMA WRITE with immediate (consumes a receive at the peer).
+    RdmaWriteWithImm,
+    /// RDMA READ.
+    RdmaRead,
+}
+
+/// A send work request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SendWr {
+    /// Caller's id, returned in the completion.
+    pub wr_id: u64,
+    /// What to do.
+    pub opcode: SendOp,
+    /// Local buffers: (lkey, addr, len).
+    pub sges: Vec<(u32, u64, u32)>,
+    /// Remote address (RDMA ops).
+    pub remote_addr: u64,
+    /// Remote key (RDMA ops).
+    pub rkey: u32,
+    /// Immediate data (`*WithImm`).
+    pub imm: u32,
+    /// Generate a completion on success (errors always complete).
+    pub signaled: bool,
+}
+
+/// A receive work request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecvWr {
+    /// Caller's id, returned in the completion.
+    pub wr_id: u64,
+    /// Local buffers: (lkey, addr, len).
+    pub sges: Vec<(u32, u64, u32)>,
+}
+
+/// A work completion.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Wc {
+    /// The work request's id.
+    pub wr_id: u64,
+    /// Status (`ACCEL_WC_*`).
+    pub status: WcStatus,
+    /// Opcode (`ACCEL_WC_*`).
+    pub opcode: WcOpcode,
+    /// Bytes transferred.
+    pub byte_len: u32,
+    /// Immediate data, if the message carried any.
+    pub imm: Option<u32>,
+    /// This QP's number.
+    pub qp_num: u32,
+}
+
+/// Duration of an RNR timer code (IBA table 45).
+pub fn rnr_timer(code: u8) -> Duration {
+    const US: [u32; 32] = [
+        655_360, 10, 20, 30, 40, 60, 80, 120, 160, 240, 320, 480, 640, 960, 1280, 1920, 2560, 3840, 5120, 7680, 10_240,
+        15_360, 20_480, 30_720, 40_960, 61_440, 81_920, 122_880, 163_840, 245_760, 327_680, 491_520,
+    ];
+    Duration::from_micros(u64::from(US[usize::from(code & 31)]))
+}
+
+/// Duration of a local ACK timeout code; `None` for 0 (infinite).
+pub fn ack_timeout(code: u8) -> Option<Duration> {
+    (code != 0).then(|| Duration::from_nanos(4096u64 << u32::from(code.min(31))))
+}
+
+fn wc_opcode(op: SendOp) -> WcOpcode {
+    match op {
+        SendOp::Send | SendOp::SendWithImm => WcOpcode::Send,
+        SendOp::RdmaWrite | SendOp::RdmaWriteWithImm => WcOpcode::RdmaWrite,
+        SendOp::RdmaRead => WcOpcode::RdmaRead,
+    }
+}
+
+/// Visits the pieces of `sges` covering bytes `off .. off + len` of the
+/// message: (lkey, addr, offset into the piece range, piece len).
+fn scatter_pieces(sges: &[(u32, u64, u32)], off: usize, len: usize) -> Option<Vec<(u32, u64, usize, usize)>> {
+    let mut out = Vec::new();
+    let (mut base, mut at, end) = (0usize, off, off + len);
+    for &(key, addr, l) in sges {
+        let l = l as usize;
+        if at < end && at < base + l {
+            let take = (base + l).min(end) - at;
+            out.push((key, addr + (at - base) as u64, at - off, take));
+            at += take;
+        }
+        base += l;
+    }
+    (at == end).then_some(out)
+}
+
+/// One posted send WR with its PSN range.
+#[derive(Debug)]
+struct SendWqe {
+    wr: SendWr,
+    data: Vec<u8>,
+    len: u32,
+    first_psn: u32,
+    npkts: u32,
+    /// READ: response packets received in order.
+    rx_pkts: u32,
+}
+
+impl SendWqe {
+    fn is_read(&self) -> bool {
+        self.wr.opcode == SendOp::RdmaRead
+    }
+
+    fn end_psn(&self) -> u32 {
+        psn_add(self.first_psn, self.npkts)
+    }
+
+    fn contains(&self, psn: u32) -> bool {
+        let d = psn_diff(psn, self.first_psn);
+        d >= 0 && (d as u32) < self.npkts
+    }
+}
+
+/// A receive being filled by a multi-packet SEND.
+#[derive(Debug)]
+struct InRecv {
+    wr: RecvWr,
+    off: usize,
+}
+
+#[derive(Debug)]
+struct Requester {
+    sq: VecDeque<SendWqe>,
+    next_psn: u32,
+    /// Oldest unacknowledged PSN.
+    una: u32,
+    /// One past the highest PSN ever sent.
+    max_sent: u32,
+    /// Transmission cursor: index into `sq` and packet within it.
+    cur_idx: usize,
+    cur_pkt: u32,
+    retry_left: u8,
+    rnr_left: u8,
+    timer: Option<Instant>,
+    rnr_until: Option<Instant>,
+    /// READ response PSN last re-requested after a gap.
+    read_gap: Option<u32>,
+}
+
+#[derive(Debug)]
+struct Responder {
+    rq: VecDeque<RecvWr>,
+    epsn: u32,
+    msn: u32,
+    nak_sent: bool,
+    /// Highest out-of-sequence PSN seen since the last NAK.
+    ahead_max: u32,
+    recv: Option<InRecv>,
+    /// RDMA WRITE in progress: (rkey, next va, bytes left, total).
+    write: Option<(u32, u64, u32, u32)>,
+}
+
+#[derive(Debug)]
+struct State {
+    error: bool,
+    req: Requester,
+    resp: Responder,
+    cq: VecDeque<Wc>,
+}
+
+/// One side of a reliable connection. See the module docs.
+pub struct RcQp {
+    cfg: RcConfig,
+    link: Arc<dyn Link>,
+    mem: Arc<dyn RcMemory>,
+    state: Mutex<State>,
+    cq_ready: Condvar,
+}
+
+impl std::fmt::Debug for RcQp {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RcQp").field("cfg", &self.cfg).finish_non_exhaustive()
+    }
+}
+
+/// Packets built under the lock, sent in order.
+type Out = Vec<Packet>;
+
+impl RcQp {
+    /// A QP in RTS state sending on `link`, using `mem` for local memory.
+    pub fn new(cfg: RcConfig, link: Arc<dyn Link>, mem: Arc<dyn RcMemory>) -> Result<Arc<RcQp>, RcError> {
+        if !(256..=4096).contains(&cfg.mtu) || !cfg.mtu.is_power_of_two() {
+            return Err(RcError::BadMtu(cfg.mtu));
+        }
+        let mut cfg = cfg;
+        cfg.max_outstanding = cfg.max_outstanding.clamp(1, 1 << 22);
+        let sq_psn = cfg.sq_psn & PSN_MASK;
+        let state = State {
+            error: false,
+            req: Requester {
+                sq: VecDeque::new(),
+                next_psn: sq_psn,
+                una: sq_psn,
+                max_sent: sq_psn,
+                cur_idx: 0,
+                cur_pkt: 0,
+                retry_left: cfg.retry_cnt,
+                rnr_left: cfg.rnr_retry,
+                timer: None,
+                rnr_until: None,
+                read_gap: None,
+            },
+            resp: Responder {
+                rq: VecDeque::new(),
+                epsn: cfg.rq_psn & PSN_MASK,
+                msn: 0,
+                nak_sent: false,
+                ahead_max: 0,
+                recv: None,
+                write: None,
+            },
+            cq: VecDeque::new(),
+        };
+        Ok(Arc::new(RcQp { cfg, link, mem, state: Mutex::new(state), cq_ready: Condvar::new() }))
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &RcConfig {
+        &self.cfg
+    }
+
+    /// The QP is in the error state (every WR is flushed).
+    pub fn is_error(&self) -> bool {
+        self.state.lock().error
+    }
+
+    fn send_out(&self, out: Out) {
+        for p in out {
+            // A refused frame is a lost frame: the timer recovers.
+            let _ = self.link.send(&self.cfg.dest_gid, p.encode());
+        }
+    }
+
+    /// Posts a send WR. Local gather errors complete it with
+    /// LOC_PROT_ERR and move the QP to the error state.
+    pub fn post_send(&self, wr: SendWr) -> Result<(), RcError> {
+        let total: u64 = wr.sges.iter().map(|s| u64::from(s.2)).sum();
+        // At most 2^31 bytes, and few enough packets to stay well inside
+        // the 2^23 PSN window.
+        if total > 1 << 31 || total.div_ceil(u64::from(self.cfg.mtu)) > 1 << 22 {
+            return Err(RcError::TooLong);
+        }
+        let len = total as u32;
+        let mut st = self.state.lock();
+        if st.error {
+            self.push_wc(&mut st, flush_wc(&self.cfg, &wr));
+            return Ok(());
+        }
+        let mut data = Vec::new();
+        if wr.opcode != SendOp::RdmaRead {
+            data.reserve(len as usize);
+            for &(key, addr, l) in &wr.sges {
+                match self.mem.read(key, addr, l as usize, Access::empty()) {
+                    Ok(b) => data.extend_from_slice(&b),
+                    Err(_) => {
+                        let wc = Wc {
+                            wr_id: wr.wr_id,
+                            status: WcStatus::LocProtErr,
+                            opcode: wc_opcode(wr.opcode),
+                            byte_len: 0,
+                            imm: None,
+                            qp_num: self.cfg.qpn,
+                        };
+                        self.push_wc(&mut st, wc);
+                        self.enter_error(&mut st);
+                        return Ok(());
+                    }
+                }
+            }
+        }
+        let npkts = len.div_ceil(self.cfg.mtu).max(1);
+        let first_psn = st.req.next_psn;
+        st.req.next_psn = psn_add(first_psn, npkts);
+        st.req.sq.push_back(SendWqe { wr, data, len, first_psn, npkts, rx_pkts: 0 });
+        let mut out = Out::new();
+        self.transmit(&mut st, Instant::now(), &mut out);
+        self.send_out(out);
+        Ok(())
+    }
+
+    /// Posts a receive WR.
+    pub fn post_recv(&self, wr: RecvWr) {
+        let mut st = self.state.lock();
+        if st.error {
+            let wc = Wc {
+                wr_id: wr.wr_id,
+                status: WcStatus::WrFlushErr,
+                opcode: WcOpcode::Recv,
+                byte_len: 0,
+                imm: None,
+                qp_num: self.cfg.qpn,
+            };
+            self.push_wc(&mut st, wc);
+        } else {
+            st.resp.rq.push_back(wr);
+        }
+    }
+
+    /// Takes up to `max` completions.
+    pub fn poll(&self, max: usize) -> Vec<Wc> {
+        let mut st = self.state.lock();
+        let n = max.min(st.cq.len());
+        st.cq.drain(..n).collect()
+    }
+
+    /// Like [`RcQp::poll`], but waits up to `timeout` for a first completion.
+    pub fn poll_wait(&self, max: usize, timeout: Duration) -> Vec<Wc> {
+        let deadline = Instant::now() + timeout;
+        let mut st = self.state.lock();
+        while st.cq.is_empty() {
+            if self.cq_ready.wait_until(&mut st, deadline).timed_out() {
+                break;
+            }
+        }
+        let n = max.min(st.cq.len());
+        st.cq.drain(..n).collect()
+    }
+
+    fn push_wc(&self, st: &mut State, wc: Wc) {
+        st.cq.push_back(wc);
+        self.cq_ready.notify_all();
+    }
+
+    /// Moves to the error state, flushing every outstanding WR.
+    fn enter_error(&self, st: &mut State) {
+        st.error = true;
+        st.req.timer = None;
+        st.req.rnr_until = None;
+        while let Some(w) = st.req.sq.pop_front() {
+            let wc = flush_wc(&self.cfg, &w.wr);
+            self.push_wc(st, wc);
+        }
+        st.req.cur_idx = 0;
+        st.req.cur_pkt = 0;
+        if let Some(r) = st.resp.recv.take() {
+            st.resp.rq.push_front(r.wr);
+        }
+        while let Some(r) = st.resp.rq.pop_front() {
+            let wc = Wc {
+                wr_id: r.wr_id,
+                status: WcStatus::WrFlushErr,
+                opcode: WcOpcode::Recv,
+                byte_len: 0,
+                imm: None,
+                qp_num: self.cfg.qpn,
+            };
+            self.push_wc(st, wc);
+        }
+    }
+
+    /// Fails the oldest send WR with `status` and enters the error state.
+    fn fail_front(&self, st: &mut State, status: WcStatus) {
+        if let Some(w) = st.req.sq.pop_front() {
+            let wc = Wc {
+                wr_id: w.wr.wr_id,
+                status,
+                opcode: wc_opcode(w.wr.opcode),
+                byte_len: 0,
+                imm: None,
+                qp_num: self.cfg.qpn,
+            };
+            self.push_wc(st, wc);
+        }
+        self.enter_error(st);
+    }
+
+    /// Handles one incoming frame. Frames not for this QP, from another
+    /// port, or failing decode (bad ICRC) are dropped.
+    pub fn handle_frame(&self, rx: &Received) {
+        if rx.src != self.cfg.dest_gid {
+            return;
+        }
+        let Ok(pkt) = Packet::decode(&rx.frame) else { return };
+        if pkt.bth().dest_qp != self.cfg.qpn {
+            return;
+        }
+        let now = Instant::now();
+        let mut st = self.state.lock();
+        if st.error {
+            return;
+        }
+        let mut out = Out::new();
+        if pkt.bth().opcode.is_response() {
+            self.complete_on(&mut st, &pkt, now, &mut out);
+            self.transmit(&mut st, now, &mut out);
+        } else {
+            self.respond(&mut st, &pkt, &mut out);
+        }
+        self.send_out(out);
+    }
+
+    /// Runs the retransmission and RNR timers.
+    pub fn tick(&self, now: Instant) {
+        let mut st = self.state.lock();
+        if st.error {
+            return;
+        }
+        let mut out = Out::new();
+        if let Some(t) = st.req.rnr_until {
+            if now >= t {
+                st.req.rnr_until = None;
+                self.go_back(&mut st);
+                self.transmit(&mut st, now, &mut out);
+            }
+        } else if let Some(t) = st.req.timer
+            && now >= t
+        {
+            st.req.timer = None;
+            if psn_diff(st.req.max_sent, st.req.una) > 0 {
+                if st.req.retry_left == 0 {
+                    self.fail_front(&mut st, WcStatus::RetryExcErr);
+                } else {
+                    st.req.retry_left -= 1;
+                    self.go_back(&mut st);
+                    self.transmit(&mut st, now, &mut out);
+                }
+            }
+        }
+        self.send_out(out);
+    }
+
+    // ----- requester -----
+
+    /// Points the transmission cursor at the oldest unacknowledged PSN.
+    fn go_back(&self, st: &mut State) {
+        let r = &mut st.req;
+        let una = r.una;
+        match r.sq.iter().position(|w| w.contains(una)) {
+            Some(i) => {
+                r.cur_idx = i;
+                r.cur_pkt = psn_diff(una, r.sq[i].first_psn) as u32;
+            }
+            None => {
+                r.cur_idx = r.sq.iter().position(|w| psn_diff(w.first_psn, una) >= 0).unwrap_or(r.sq.len());
+                r.cur_pkt = 0;
+            }
+        }
+    }
+
+    /// Sends packets from the cursor while the window allows.
+    fn transmit(&self, st: &mut State, now: Instant, out: &mut Out) {
+        let mtu = self.cfg.mtu;
+        let half = (self.cfg.max_outstanding / 2).max(1);
+        let r = &mut st.req;
+        if st.error || r.rnr_until.is_some() {
+            return;
+        }
+        while let Some(w) = r.sq.get(r.cur_idx) {
+            let psn = psn_add(w.first_psn, r.cur_pkt);
+            if psn_diff(psn, r.una) >= self.cfg.max_outstanding as i32 {
+                break;
+            }
+            let dqp = self.cfg.dest_qpn;
+            let end;
+            if w.is_read() {
+                let off = r.cur_pkt * mtu;
+                let reth = Reth { va: w.wr.remote_addr + u64::from(off), rkey: w.wr.rkey, dma_len: w.len - off };
+                let p = Packet::builder(Opcode::RdmaReadRequest, dqp, psn).reth(reth).ack_req(true).build();
+                out.extend(p.ok());
+                end = w.end_psn();
+                r.cur_idx += 1;
+                r.cur_pkt = 0;
+            } else {
+                let i = r.cur_pkt;
+                let last = i + 1 == w.npkts;
+                let op = data_opcode(w.wr.opcode, i == 0, last);
+                let start = (i * mtu) as usize;
+                let stop = (start + mtu as usize).min(w.data.len());
+                let mut b = Packet::builder(op, dqp, psn)
+                    .payload(&w.data[start..stop])
+                    .ack_req(last || (i + 1).is_multiple_of(half))
+                    .solicited(last && matches!(w.wr.opcode, SendOp::SendWithImm | SendOp::RdmaWriteWithImm));
+                if op.has_reth() {
+                    b = b.reth(Reth { va: w.wr.remote_addr, rkey: w.wr.rkey, dma_len: w.len });
+                }
+                if op.has_immdt() {
+                    b = b.immdt(ImmDt(w.wr.imm));
+                }
+                out.extend(b.build().ok());
+                end = psn_add(psn, 1);
+                r.cur_pkt += 1;
+                if r.cur_pkt == w.npkts {
+                    r.cur_idx += 1;
+                    r.cur_pkt = 0;
+                }
+            }
+            if psn_diff(end, r.max_sent) > 0 {
+                r.max_sent = end;
+            }
+            if r.timer.is_none() {
+                r.timer = ack_timeout(self.cfg.timeout).map(|d| now + d);
+            }
+        }
+    }
+
+    /// Everything before `target` is acknowledged (bounded by incomplete
+    /// READs). Returns whether a READ's responses went missing.
+    fn ack_upto(&self, st: &mut State, target: u32, now: Instant) -> bool {
+        let r = &mut st.req;
+        if psn_diff(target, r.max_sent) > 0 {
+            return false; // acknowledges PSNs never sent
+        }
+        let mut target = target;
+        let mut lost_read = false;
+        for w in &r.sq {
+            if psn_diff(w.first_psn, target) >= 0 {
+                break;
+            }
+            if w.is_read() && w.rx_pkts < w.npkts {
+                let limit = psn_add(w.first_psn, w.rx_pkts);
+                if psn_diff(limit, target) < 0 {
+                    target = limit;
+                    lost_read = true;
+                }
+                break;
+            }
+        }
+        if psn_diff(target, r.una) > 0 {
+            r.una = target;
+            r.retry_left = self.cfg.retry_cnt;
+            r.rnr_left = self.cfg.rnr_retry;
+            r.timer =
+                if psn_diff(r.max_sent, r.una) > 0 { ack_timeout(self.cfg.timeout).map(|d| now + d) } else { None };
+        }
+        self.complete_front(st);
+        lost_read
+    }
+
+    /// Completes finished WRs at the head of the send queue, in order.
+    fn complete_front(&self, st: &mut State) {
+        self.complete_head(st);
+        // Never resend what is already acknowledged.
+        let r = &st.req;
+        if let Some(w) = r.sq.get(r.cur_idx)
+            && psn_diff(psn_add(w.first_psn, r.cur_pkt), r.una) < 0
+        {
+            self.go_back(st);
+        }
+    }
+
+    fn complete_head(&self, st: &mut State) {
+        while let Some(w) = st.req.sq.front() {
+            let done = if w.is_read() { w.rx_pkts == w.npkts } else { psn_diff(st.req.una, w.end_psn()) >= 0 };
+            if !done {
+                break;
+            }
+            let Some(w) = st.req.sq.pop_front() else { break };
+            if st.req.cur_idx == 0 {
+                st.req.cur_pkt = 0;
+            } else {
+                st.req.cur_idx -= 1;
+            }
+            if w.wr.signaled {
+                let wc = Wc {
+                    wr_id: w.wr.wr_id,
+                    status: WcStatus::Success,
+                    opcode: wc_opcode(w.wr.opcode),
+                    byte_len: w.len,
+                    imm: None,
+                    qp_num: self.cfg.qpn,
+                };
+                self.push_wc(st, wc);
+            }
+        }
+    }
+
+    /// Completer: an ACK, NAK or READ response arrived.
+    fn complete_on(&self, st: &mut State, pkt: &Packet, now: Instant, _out: &mut Out) {
+        let psn = pkt.bth().psn;
+        let op = pkt.bth().opcode;
+        if op == Opcode::Acknowledge {
+            let Some(aeth) = pkt.aeth() else { return };
+            match aeth.kind() {
+                AethKind::Ack { .. } => {
+                    if self.ack_upto(st, psn_add(psn, 1), now) {
+                        self.go_back(st);
+                    }
+                }
+                AethKind::RnrNak { timer } => {
+                    if st.req.rnr_until.is_some()
+                        || psn_diff(psn, st.req.una) < 0
+                        || psn_diff(psn, st.req.max_sent) >= 0
+                    {
+                        return;
+                    }
+                    self.ack_upto(st, psn, now);
+                    if st.req.rnr_left == 0 {
+                        self.fail_front(st, WcStatus::RnrRetryExcErr);
+                        return;
+                    }
+                    if st.req.rnr_left != 7 {
+                        st.req.rnr_left -= 1;
+                    }
+                    st.req.timer = None;
+                    st.req.rnr_until = Some(now + rnr_timer(timer));
+                }
+                AethKind::Nak(code) => {
+                    if psn_diff(psn, st.req.una) < 0 || psn_diff(psn, st.req.max_sent) >= 0 {
+                        return;
+                    }
+                    self.ack_upto(st, psn, now);
+                    if st.req.rnr_until.is_some() {
+                        return;
+                    }
+                    let status = match code {
+                        NakCode::PsnSequenceError => {
+                            self.go_back(st);
+                            return;
+                        }
+                        NakCode::RemoteAccessError => WcStatus::RemAccessErr,
+                        NakCode::RemoteOperationalError => WcStatus::RemOpErr,
+                        NakCode::InvalidRequest | NakCode::InvalidRdRequest => WcStatus::RemInvReqErr,
+                    };
+                    self.fail_front(st, status);
+                }
+                AethKind::Reserved(_) => {}
+            }
+            return;
+        }
+        // READ response.
+        let mtu = self.cfg.mtu;
+        let Some(idx) = st.req.sq.iter().position(|w| w.contains(psn)) else { return };
+        let w = &st.req.sq[idx];
+        if !w.is_read() {
+            return;
+        }
+        let got = psn_diff(psn, w.first_psn) as u32;
+        if got != w.rx_pkts {
+            // A response went missing: re-request the rest once per gap (a
+            // duplicate needs nothing; a lost re-request waits for the timer).
+            let missing = psn_add(w.first_psn, w.rx_pkts);
+            if got > w.rx_pkts && st.req.read_gap != Some(missing) {
+                st.req.read_gap = Some(missing);
+                self.ack_upto(st, missing, now);
+                self.go_back(st);
+            }
+            return;
+        }
+        let i = w.rx_pkts;
+        let last = i + 1 == w.npkts;
+        // A re-request after lost responses starts a new First..Last run, so
+        // only whether a response ends the READ is checked.
+        let expect_len = if last { w.len - i * mtu } else { mtu };
+        if (op.is_last() || op.is_only()) != last || pkt.payload().len() != expect_len as usize {
+            return;
+        }
+        if self.ack_upto(st, psn, now) {
+            return;
+        }
+        // Everything before the READ is complete now, so it is at the front.
+        let Some(w) = st.req.sq.front() else { return };
+        if !w.contains(psn) {
+            return;
+        }
+        let off = (i * mtu) as usize;
+        let ok = scatter_pieces(&w.wr.sges, off, expect_len as usize).is_some_and(|pieces| {
+            pieces
+                .iter()
+                .all(|&(k, a, o, l)| self.mem.write(k, a, &pkt.payload()[o..o + l], Access::LOCAL_WRITE).is_ok())
+        });
+        if !ok {
+            self.fail_front(st, WcStatus::LocProtErr);
+            return;
+        }
+        if let Some(w) = st.req.sq.front_mut() {
+            w.rx_pkts += 1;
+        }
+        self.ack_upto(st, psn_add(psn, 1), now);
+    }
+
+    // ----- responder -----
+
+    fn ack(&self, psn: u32, aeth: Aeth, out: &mut Out) {
+        out.extend(Packet::builder(Opcode::Acknowledge, self.cfg.dest_qpn, psn).aeth(aeth).build().ok());
+    }
+
+    fn respond(&self, st: &mut State, pkt: &Packet, out: &mut Out) {
+        let bth = *pkt.bth();
+        let d = psn_diff(bth.psn, st.resp.epsn);
+        if d > 0 {
+            // NAK once per gap. An out-of-sequence PSN below one already
+            // seen (by more than a swap) means the requester went back but the expected packet
+            // was lost again: NAK again rather than wait for its timer.
+            let again = st.resp.nak_sent && psn_diff(bth.psn, st.resp.ahead_max) < -2;
+            if !st.resp.nak_sent || again {
+                st.resp.nak_sent = true;
+                st.resp.ahead_max = bth.psn;
+                self.ack(st.resp.epsn, Aeth::nak(NakCode::PsnSequenceError, st.resp.msn), out);
+            } else if psn_diff(bth.psn, st.resp.ahead_max) > 0 {
+                st.resp.ahead_max = bth.psn;
+            }
+            return;
+        }
+        if d < 0 {
+            // Duplicate: never re-execute, except READs, which are idempotent.
+            if bth.opcode == Opcode::RdmaReadRequest {
+                if let Some(reth) = pkt.reth() {
+                    self.read_response(st, bth.psn, reth, out);
+                }
+            } else if bth.ack_req {
+                let last = psn_add(st.resp.epsn, PSN_MASK);
+                self.ack(last, Aeth::ack(AETH_CREDITS_INVALID, st.resp.msn), out);
+            }
+            return;
+        }
+        match self.execute(st, pkt, out) {
+            Ok(()) => {}
+            Err(Nak::Rnr) => {
+                st.resp.nak_sent = true;
+                self.ack(bth.psn, Aeth::rnr_nak(self.cfg.min_rnr_timer, st.resp.msn), out);
+            }
+            Err(Nak::Code(code, status)) => {
+                self.ack(bth.psn, Aeth::nak(code, st.resp.msn), out);
+                if let Some(r) = st.resp.recv.take() {
+                    let wc = Wc {
+                        wr_id: r.wr.wr_id,
+                        status,
+                        opcode: WcOpcode::Recv,
+                        byte_len: 0,
+                        imm: None,
+                        qp_num: self.cfg.qpn,
+                    };
+                    self.push_wc(st, wc);
+                }
+                self.enter_error(st);
+            }
+        }
+    }
+
+    /// Executes the expected packet; on success advances the PSN and ACKs.
+    fn execute(&self, st: &mut State, pkt: &Packet, out: &mut Out) -> Result<(), Nak> {
+        let bth = *pkt.bth();
+        let op = bth.opcode;
+        let payload = pkt.payload();
+        let inv = Nak::Code(NakCode::InvalidRequest, WcStatus::RemInvReqErr);
+        if op == Opcode::RdmaReadRequest {
+            if st.resp.recv.is_some() || st.resp.write.is_some() {
+                return Err(inv);
+            }
+            let reth = *pkt.reth().ok_or(inv)?;
+            let npkts = reth.dma_len.div_ceil(self.cfg.mtu).max(1);
+            st.resp.msn = (st.resp.msn + 1) & MSN_MASK;
+            if !self.read_response(st, bth.psn, &reth, out) {
+                st.resp.msn = st.resp.msn.wrapping_sub(1) & MSN_MASK;
+                return Err(Nak::Code(NakCode::RemoteAccessError, WcStatus::RemAccessErr));
+            }
+            st.resp.epsn = psn_add(bth.psn, npkts);
+            st.resp.nak_sent = false;
+            return Ok(());
+        }
+        let is_send = matches!(
+            op,
+            Opcode::SendFirst
+                | Opcode::SendMiddle
+                | Opcode::SendLast
+                | Opcode::SendLastWithImmediate
+                | Opcode::SendOnly
+                | Opcode::SendOnlyWithImmediate
+        );
+        let starts = op.is_first() || op.is_only();
+        // Sequence of first/middle/last within a message.
+        if starts != (st.resp.recv.is_none() && st.resp.write.is_none()) {
+            return Err(inv);
+        }
+        if !starts && is_send != st.resp.recv.is_some() {
+            return Err(inv);
+        }
+        let ends = op.is_last() || op.is_only();
+        let mut imm_wc = None;
+        if is_send {
+            if starts {
+                let wr = st.resp.rq.pop_front().ok_or(Nak::Rnr)?;
+                st.resp.recv = Some(InRecv { wr, off: 0 });
+            }
+            let Some(r) = st.resp.recv.as_mut() else { return Err(inv) };
+            let pieces = scatter_pieces(&r.wr.sges, r.off, payload.len())
+                .ok_or(Nak::Code(NakCode::InvalidRequest, WcStatus::LocLenErr))?;
+            for (k, a, o, l) in pieces {
+                self.mem
+                    .write(k, a, &payload[o..o + l], Access::LOCAL_WRITE)
+                    .map_err(|_| Nak::Code(NakCode::RemoteOperationalError, WcStatus::LocProtErr))?;
+            }
+            r.off += payload.len();
+            if ends {
+                let r = st.resp.recv.take().ok_or(inv)?;
+                imm_wc = Some(Wc {
+                    wr_id: r.wr.wr_id,
+                    status: WcStatus::Success,
+                    opcode: WcOpcode::Recv,
+                    byte_len: r.off as u32,
+                    imm: pkt.immdt().map(|i| i.0),
+                    qp_num: self.cfg.qpn,
+                });
+            }
+        } else {
+            // RDMA WRITE.
+            if starts {
+                let reth = *pkt.reth().ok_or(inv)?;
+                if op.is_only() && reth.dma_len as usize != payload.len() {
+                    return Err(inv);
+                }
+                // A WRITE with immediate needs a receive before any data lands.
+                if op.has_immdt() && st.resp.rq.is_empty() {
+                    return Err(Nak::Rnr);
+                }
+                st.resp.write = Some((reth.rkey, reth.va, reth.dma_len, reth.dma_len));
+            }
+            let Some((rkey, va, left, total)) = st.resp.write else { return Err(inv) };
+            let n = payload.len() as u32;
+            if n > left || (ends && n != left) || (!ends && n != self.cfg.mtu) {
+                st.resp.write = None;
+                return Err(inv);
+            }
+            if op.is_last() && op.has_immdt() && st.resp.rq.is_empty() {
+                return Err(Nak::Rnr);
+            }
+            if !payload.is_empty() && self.mem.write(rkey, va, payload, Access::REMOTE_WRITE).is_err() {
+                st.resp.write = None;
+                return Err(Nak::Code(NakCode::RemoteAccessError, WcStatus::RemAccessErr));
+            }
+            st.resp.write = if ends { None } else { Some((rkey, va + u64::from(n), left - n, total)) };
+            if ends && op.has_immdt() {
+                let wr = st.resp.rq.pop_front().ok_or(Nak::Rnr)?;
+                imm_wc = Some(Wc {
+                    wr_id: wr.wr_id,
+                    status: WcStatus::Success,
+                    opcode: WcOpcode::RecvRdmaWithImm,
+                    byte_len: total,
+                    imm: pkt.immdt().map(|i| i.0),
+                    qp_num: self.cfg.qpn,
+                });
+            }
+        }
+        st.resp.epsn = psn_add(bth.psn, 1);
+        st.resp.nak_sent = false;
+        if ends {
+            st.resp.msn = (st.resp.msn + 1) & MSN_MASK;
+        }
+        if let Some(wc) = imm_wc {
+            self.push_wc(st, wc);
+        }
+        if bth.ack_req {
+            self.ack(bth.psn, Aeth::ack(AETH_CREDITS_INVALID, st.resp.msn), out);
+        }
+        Ok(())
+    }
+
+    /// Sends the READ responses for `reth` starting at `psn`. False when
+    /// the memory may not be read.
+    fn read_response(&self, st: &State, psn: u32, reth: &Reth, out: &mut Out) -> bool {
+        let len = reth.dma_len as usize;
+        let data = if len == 0 {
+            Vec::new()
+        } else {
+            match self.mem.read(reth.rkey, reth.va, len, Access::REMOTE_READ) {
+                Ok(d) => d,
+                Err(_) => return false,
+            }
+        };
+        let mtu = self.cfg.mtu as usize;
+        let npkts = len.div_ceil(mtu).max(1);
+        for i in 0..npkts {
+            let op = match (i == 0, i + 1 == npkts) {
+                (true, true) => Opcode::RdmaReadResponseOnly,
+                (true, false) => Opcode::RdmaReadResponseFirst,
+                (false, true) => Opcode::RdmaReadResponseLast,
+                (false, false) => Opcode::RdmaReadResponseMiddle,
+            };
+            let chunk = &data[i * mtu..((i + 1) * mtu).min(len)];
+            let mut b = Packet::builder(op, self.cfg.dest_qpn, psn_add(psn, i as u32)).payload(chunk);
+            if op.has_aeth() {
+                b = b.aeth(Aeth::ack(AETH_CREDITS_INVALID, st.resp.msn));
+            }
+            out.extend(b.build().ok());
+        }
+        true
+    }
+}
+
+/// Why the responder refused a packet.
+#[derive(Debug, Clone, Copy)]
+enum Nak {
+    /// No receive posted.
+    Rnr,
+    /// NAK code, and the status of a receive it fails.
+    Code(NakCode, WcStatus),
+}
+
+fn data_opcode(op: SendOp, first: bool, last: bool) -> Opcode {
+    use Opcode::*;
+    let imm = matches!(op, SendOp::SendWithImm | SendOp::RdmaWriteWithImm);
+    let send = matches!(op, SendOp::Send | SendOp::SendWithImm);
+    match (send, first, last, imm) {
+        (true, true, true, false) => SendOnly,
+        (true, true, true, true) => SendOnlyWithImmediate,
+        (true, true, false, _) => SendFirst,
+        (true, false, false, _) => SendMiddle,
+        (true, false, true, false) => SendLast,
+        (true, false, true, true) => SendLastWithImmediate,
+        (false, true, true, false) => RdmaWriteOnly,
+        (false, true, true, true) => RdmaWriteOnlyWithImmediate,
+        (false, true, false, _) => RdmaWriteFirst,
+        (false, false, false, _) => RdmaWriteMiddle,
+        (false, false, true, false) => RdmaWriteLast,
+        (false, false, true, true) => RdmaWriteLastWithImmediate,
+    }
+}
+
+fn flush_wc(cfg: &RcConfig, wr: &SendWr) -> Wc {
+    Wc {
+        wr_id: wr.wr_id,
+        status: WcStatus::WrFlushErr,
+        opcode: wc_opcode(wr.opcode),
+        byte_len: 0,
+        imm: None,
+        qp_num: cfg.qpn,
+    }
+}
+
+/// A thread that feeds the frames of one [`Link`] to its QPs (by the BTH
+/// destination QP) and runs their timers about every millisecond. Stops
+/// and joins on drop.
+#[derive(Debug)]
+pub struct RcDriver {
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl RcDriver {
+    /// Starts driving `qps` on `link`.
+    pub fn spawn(link: Arc<dyn Link>, qps: Vec<Arc<RcQp>>) -> RcDriver {
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = Arc::clone(&stop);
+        let map: HashMap<u32, Arc<RcQp>> = qps.into_iter().map(|q| (q.cfg.qpn, q)).collect();
+        let thread = std::thread::spawn(move || {
+            let mut last_tick = Instant::now();
+            while !flag.load(AtomicOrdering::Relaxed) {
+                match link.recv(Duration::from_micros(500)) {
+                    Ok(Some(rx)) => {
+                        if let Ok(bth) = Bth::decode(&rx.frame)
+                            && let Some(qp) = map.get(&bth.dest_qp)
+                        {
+                            qp.handle_frame(&rx);
+                        }
+                    }
+                    Ok(None) => {}
+                    Err(_) => std::thread::sleep(Duration::from_millis(1)),
+                }
+                let now = Instant::now();
+                if now.duration_since(last_tick) >= Duration::from_micros(200) {
+                    last_tick = now;
+                    for qp in map.values() {
+                        qp.tick(now);
+                    }
+                }
+            }
+        });
+        RcDriver { stop, thread: Some(thread) }
+    }
+}
+
+impl Drop for RcDriver {
+    fn drop(&mut self) {
+        self.stop.store(true, AtomicOrdering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}

@@ -11,5 +11,6 @@
 pub mod engine;
 pub mod mr;
 pub mod packet;
+pub mod qp_state;
 #[cfg(test)]
 mod rc_tests;

@@ -24,7 +24,7 @@ use crate::error::{Error, Result};
 use crate::fence::Fence;
 use crate::file::File;
 use crate::query;
-use crate::syncobj::Syncobj;
+use crate::syncobj::{Claim, Syncobj};
 use crate::user::UserMemory;
 use crate::vm::BindOp;
 use accel_uapi::flags::{BoFlags, Caps, ContextStatus, QueueFlags, SubmitFlags, VmBindFlags};
@@ -395,17 +395,8 @@ fn submit(file: &File, call: &mut Call<'_>) -> Result<()> {
             }
         });
     }
-    // 2. Signals: all checked before any is installed; a syncobj (by
-    // identity, whatever its handle) may be signalled once.
-    let mut outs: Vec<(Arc<Syncobj>, u64)> = Vec::with_capacity(signals.len());
-    for (i, s) in signals.iter().enumerate() {
-        let obj = file.syncobj(s.handle)?;
-        if outs.iter().any(|(o, _)| Arc::ptr_eq(o, &obj)) {
-            return Err(Error::invalid(format!("signals[{i}]: syncobj listed twice")));
-        }
-        obj.check_install(s.point)?;
-        outs.push((obj, s.point));
-    }
+    // 2. Signals: all checked before any is installed.
+    let outs = signal_targets(file, &signals, "signals")?;
     // 3. Dependencies. A wait on a timeline point nobody has submitted yet,
     // with a signal of that point or later in the same job, would wait on itself.
     let mut wait_fences = Vec::with_capacity(waits.len());
@@ -421,20 +412,7 @@ fn submit(file: &File, call: &mut Call<'_>) -> Result<()> {
     let block = SubmitFlags::from_bits_retain(a.flags).contains(SubmitFlags::BLOCK);
     let slot = q.reserve(block)?;
     let fence = Fence::new();
-    let mut undo = Vec::with_capacity(outs.len());
-    for (obj, point) in &outs {
-        match obj.install(*point, fence.clone()) {
-            Ok(u) => undo.push((obj.clone(), u)),
-            Err(e) => {
-                for (o, u) in undo.into_iter().rev() {
-                    o.undo(u);
-                }
-                // Anyone who already chained on the fence sees the submit fail.
-                fence.signal(Err(Errno::ECANCELED));
-                return Err(e);
-            }
-        }
-    }
+    Claim::install(&fence, &outs)?;
     a.seqno = q.submit(slot, chunks, wait_fences, fence);
     call.set_arg(&a);
     Ok(())
@@ -461,15 +439,7 @@ fn vm_bind(file: &File, call: &mut Call<'_>) -> Result<()> {
     for s in &ins {
         in_fences.push(file.syncobj(s.handle)?.wait_fence(s.point, false)?);
     }
-    let mut out_objs: Vec<(Arc<Syncobj>, u64)> = Vec::with_capacity(outs.len());
-    for (i, s) in outs.iter().enumerate() {
-        let o = file.syncobj(s.handle)?;
-        if out_objs.iter().any(|(x, _)| Arc::ptr_eq(x, &o)) {
-            return Err(Error::invalid(format!("out_syncs[{i}]: syncobj listed twice")));
-        }
-        o.check_install(s.point)?;
-        out_objs.push((o, s.point));
-    }
+    let out_objs = signal_targets(file, &outs, "out_syncs")?;
     if a.num_ops == 0 {
         return Err(Error::invalid("VM_BIND without ops"));
     }
@@ -521,35 +491,37 @@ fn vm_bind(file: &File, call: &mut Call<'_>) -> Result<()> {
     // The out-syncs are claimed before waiting and binding, so the call
     // cannot succeed without signalling them; they are undone if it fails.
     let done = Fence::new();
-    let mut undo = Vec::with_capacity(out_objs.len());
+    let claim = Claim::install(&done, &out_objs)?;
     let mut result = Ok(());
-    for (o, point) in &out_objs {
-        match o.install(*point, done.clone()) {
-            Ok(u) => undo.push((o.clone(), u)),
-            Err(e) => {
-                result = Err(e);
-                break;
-            }
-        }
-    }
-    if result.is_ok() && !in_fences.is_empty() {
+    if !in_fences.is_empty() {
         let deadline = std::time::Instant::now() + Duration::from_nanos(dev.limits.default_job_timeout_ns);
         result = crate::fence::wait_many(&in_fences, true, Some(deadline))
             .map(|_| ())
             .map_err(|_| Error::TimedOut("VM_BIND in-syncs".into()));
     }
-    let result = result.and_then(|()| ctx.bind(ops));
-    match result {
+    match result.and_then(|()| ctx.bind(ops)) {
         Ok(()) => {
             done.signal(Ok(()));
             Ok(())
         }
         Err(e) => {
-            for (o, u) in undo.into_iter().rev() {
-                o.undo(u);
-            }
-            done.signal(Err(Errno::ECANCELED));
+            claim.cancel();
             Err(e)
         }
     }
+}
+
+/// The syncobjs a call signals: resolved (ENOENT), each syncobj once by
+/// identity whatever its handle (EINVAL), each point installable (EINVAL).
+fn signal_targets(file: &File, syncs: &[sys::accel_sync], what: &str) -> Result<Vec<(Arc<Syncobj>, u64)>> {
+    let mut out: Vec<(Arc<Syncobj>, u64)> = Vec::with_capacity(syncs.len());
+    for (i, s) in syncs.iter().enumerate() {
+        let obj = file.syncobj(s.handle)?;
+        if out.iter().any(|(o, _)| Arc::ptr_eq(o, &obj)) {
+            return Err(Error::invalid(format!("{what}[{i}]: syncobj listed twice")));
+        }
+        obj.check_install(s.point)?;
+        out.push((obj, s.point));
+    }
+    Ok(out)
 }

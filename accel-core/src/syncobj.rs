@@ -274,6 +274,40 @@ impl Syncobj {
     }
 }
 
+/// One fence installed into several syncobjs by one call (SUBMIT signals,
+/// VM_BIND out-syncs), undone together if the call fails after installing.
+pub(crate) struct Claim {
+    fence: Arc<Fence>,
+    undo: Vec<(Arc<Syncobj>, Undo)>,
+}
+
+impl Claim {
+    /// Install `fence` at each `(syncobj, point)`; if one fails, the earlier
+    /// ones are undone (see [`Claim::cancel`]) and its error is returned.
+    pub(crate) fn install(fence: &Arc<Fence>, targets: &[(Arc<Syncobj>, u64)]) -> Result<Claim> {
+        let mut claim = Claim { fence: fence.clone(), undo: Vec::with_capacity(targets.len()) };
+        for (obj, point) in targets {
+            match obj.install(*point, fence.clone()) {
+                Ok(u) => claim.undo.push((obj.clone(), u)),
+                Err(e) => {
+                    claim.cancel();
+                    return Err(e);
+                }
+            }
+        }
+        Ok(claim)
+    }
+
+    /// Undo every install, newest first, and fail the fence with ECANCELED:
+    /// anyone who already chained on it sees the call fail.
+    pub(crate) fn cancel(self) {
+        for (obj, u) in self.undo.into_iter().rev() {
+            obj.undo(u);
+        }
+        self.fence.signal(Err(Errno::ECANCELED));
+    }
+}
+
 impl Drop for Syncobj {
     fn drop(&mut self) {
         if let Some(dev) = &self.device {

@@ -490,44 +490,25 @@ fn bind_with_syncs(
     io(c, sys::ACCEL_IOCTL_VM_BIND, &mut a)
 }
 
-fn syncobj(c: &Client, flags: u32) -> u32 {
-    let mut a = sys::accel_syncobj_create { flags, handle: 0 };
-    io(c, sys::ACCEL_IOCTL_SYNCOBJ_CREATE, &mut a).unwrap();
-    a.handle
-}
-
-fn sync_query(c: &Client, h: u32) -> (u64, i32) {
-    let (hs, mut p, mut st) = ([h], [0u64], [0i32]);
-    let mut a = sys::accel_syncobj_query {
-        handles_ptr: hs.as_ptr() as u64,
-        points_ptr: p.as_mut_ptr() as u64,
-        status_ptr: st.as_mut_ptr() as u64,
-        count: 1,
-        flags: 0,
-    };
-    io(c, sys::ACCEL_IOCTL_SYNCOBJ_QUERY, &mut a).unwrap();
-    (p[0], st[0])
-}
-
 #[test]
 fn bind_waits_for_in_syncs_and_signals_out_syncs() {
     let rig = Rig::new();
     let (c, ctx, bo) = setup(&rig);
-    let ready = syncobj(&c, sys::ACCEL_SYNCOBJ_CREATE_SIGNALED);
-    let (done, tl) = (syncobj(&c, 0), syncobj(&c, sys::ACCEL_SYNCOBJ_CREATE_TIMELINE));
+    let ready = syncobj(&c, sys::ACCEL_SYNCOBJ_CREATE_SIGNALED).unwrap();
+    let (done, tl) = (syncobj(&c, 0).unwrap(), syncobj(&c, sys::ACCEL_SYNCOBJ_CREATE_TIMELINE).unwrap());
     let ins = [sys::accel_sync { handle: ready, ..Default::default() }];
     let outs =
         [sys::accel_sync { handle: done, ..Default::default() }, sys::accel_sync { handle: tl, flags: 0, point: 7 }];
     bind_with_syncs(&c, ctx, map_op(bo, 0, VA_START, PAGE, RW), &ins, &outs).unwrap();
     assert_eq!(mapped(&rig, &c, ctx, VA_START), Some((0, RW)));
-    assert_eq!((sync_query(&c, done), sync_query(&c, tl)), ((1, 0), (7, 0)), "out-syncs signalled on return");
+    assert_eq!(common::query(&c, &[done, tl]), vec![(1, 0), (7, 0)], "out-syncs signalled on return");
 }
 
 #[test]
 fn bind_in_sync_without_a_fence_is_einval_and_unknown_is_enoent() {
     let rig = Rig::new();
     let (c, ctx, bo) = setup(&rig);
-    let empty = syncobj(&c, 0);
+    let empty = syncobj(&c, 0).unwrap();
     let op = map_op(bo, 0, VA_START, PAGE, RW);
     assert_eq!(
         bind_with_syncs(&c, ctx, op, &[sys::accel_sync { handle: empty, ..Default::default() }], &[]),

@@ -576,9 +576,13 @@ impl RcQp {
                 let op = data_opcode(w.wr.opcode, i == 0, last);
                 let start = (i * mtu) as usize;
                 let stop = (start + mtu as usize).min(w.data.len());
+                // A retransmitted packet always asks for an ACK: whatever part of a
+                // go-back-N resend gets through is then acknowledged as progress
+                // (which resets the retry count) even if a later packet is lost again.
+                let resend = psn_diff(psn, r.max_sent) < 0;
                 let mut b = Packet::builder(op, dqp, psn)
                     .payload(&w.data[start..stop])
-                    .ack_req(last || (i + 1).is_multiple_of(half))
+                    .ack_req(last || resend || (i + 1).is_multiple_of(half))
                     .solicited(last && matches!(w.wr.opcode, SendOp::SendWithImm | SendOp::RdmaWriteWithImm));
                 if op.has_reth() {
                     b = b.reth(Reth { va: w.wr.remote_addr, rkey: w.wr.rkey, dma_len: w.len });

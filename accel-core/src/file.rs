@@ -112,6 +112,15 @@ impl File {
         self.device.check_alive()
     }
 
+    /// ENOSPC once the file holds its quota of handles (checked again at
+    /// insertion; the early checks spare creating an object that cannot be kept).
+    fn handle_room(&self, st: &State) -> Result<()> {
+        if st.handles() >= self.quota.max_handles as usize {
+            return Err(Error::NoSpace(format!("file handle quota of {} reached", self.quota.max_handles)));
+        }
+        Ok(())
+    }
+
     /// Insert under the quota. On failure the object comes back with the
     /// error, so the caller can drop it (which may call the driver) after
     /// releasing the state lock.
@@ -121,8 +130,8 @@ impl File {
         table: impl FnOnce(&mut State) -> &mut HandleTable<T>,
         v: T,
     ) -> Result<u32, (Error, T)> {
-        if st.handles() >= self.quota.max_handles as usize {
-            return Err((Error::NoSpace(format!("file handle quota of {} reached", self.quota.max_handles)), v));
+        if let Err(e) = self.handle_room(st) {
+            return Err((e, v));
         }
         let h = table(st).insert(v)?;
         Counters::add(&self.device.counters.handles, 1);
@@ -147,12 +156,7 @@ impl File {
     /// Create a context.
     pub fn context_create(&self) -> Result<u32> {
         self.check()?;
-        {
-            let st = self.state.lock();
-            if st.handles() >= self.quota.max_handles as usize {
-                return Err(Error::NoSpace(format!("file handle quota of {} reached", self.quota.max_handles)));
-            }
-        }
+        self.handle_room(&self.state.lock())?;
         let ctx = Context::create(self.device.clone())?;
         self.insert_object(ctx, |s| &mut s.contexts)
     }
@@ -201,9 +205,7 @@ impl File {
         let size = size.checked_next_multiple_of(page).ok_or_else(|| Error::Overflow("BO size".into()))?;
         {
             let mut st = self.state.lock();
-            if st.handles() >= self.quota.max_handles as usize {
-                return Err(Error::NoSpace(format!("file handle quota of {} reached", self.quota.max_handles)));
-            }
+            self.handle_room(&st)?;
             if st.bytes.saturating_add(size) > self.quota.max_bytes {
                 return Err(Error::NoMemory(format!(
                     "file memory quota: {} + {size} bytes > {}",
@@ -367,9 +369,7 @@ impl File {
     ) -> Result<u32> {
         let ctx_handle = ctx;
         let ctx = self.context(ctx_handle)?;
-        if self.state.lock().handles() >= self.quota.max_handles as usize {
-            return Err(Error::NoSpace(format!("file handle quota of {} reached", self.quota.max_handles)));
-        }
+        self.handle_room(&self.state.lock())?;
         let q = Queue::create(self.device.clone(), ctx.clone(), class, priority, depth, timeout)?;
         {
             // CONTEXT_DESTROY may have run meanwhile: the queue may only be born

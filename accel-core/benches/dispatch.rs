@@ -7,9 +7,11 @@
 //!
 //! Run: `cargo bench -p accel-core`; the ratios are printed at the end.
 
+mod common;
 use accel_core::Registry;
 use accel_core::inproc::Client;
 use accel_uapi::sys;
+use common::{io, mean_ns};
 use criterion::Criterion;
 use std::hint::black_box;
 use std::os::fd::AsRawFd;
@@ -19,10 +21,6 @@ use zerocopy::IntoBytes;
 
 const PAGE: u64 = 4096;
 const RW: u32 = sys::ACCEL_VM_BIND_READ | sys::ACCEL_VM_BIND_WRITE;
-
-fn io<T: IntoBytes + zerocopy::FromBytes>(c: &Client, cmd: u32, a: &mut T) {
-    c.ioctl(cmd, a.as_mut_bytes()).expect("ioctl");
-}
 
 fn open() -> (Arc<Registry>, Client) {
     let reg = Arc::new(Registry::new());
@@ -118,13 +116,6 @@ fn vm_bind(cr: &mut Criterion) {
         });
     }
     g.finish();
-}
-
-fn mean_ns(group: &str, func: &str) -> Option<f64> {
-    let dir = std::env::var("CARGO_TARGET_DIR").unwrap_or_else(|_| format!("{}/../target", env!("CARGO_MANIFEST_DIR")));
-    let path = format!("{dir}/criterion/{group}/{func}/new/estimates.json");
-    let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(path).ok()?).ok()?;
-    v["mean"]["point_estimate"].as_f64()
 }
 
 fn main() {

@@ -9,19 +9,17 @@
 //!
 //! Run: `cargo bench -p accel-core --bench submit`; ratios print at the end.
 
+mod common;
 use accel_core::Registry;
 use accel_core::inproc::Client;
 use accel_uapi::sys;
+use common::{io, mean_ns};
 use criterion::Criterion;
 use parking_lot::{Condvar, Mutex};
 use std::sync::Arc;
 use std::time::Duration;
 use test_driver::{MockConfig, MockDriver, REGION_HOST};
 use zerocopy::IntoBytes;
-
-fn io<T: IntoBytes + zerocopy::FromBytes>(c: &Client, cmd: u32, a: &mut T) {
-    c.ioctl(cmd, a.as_mut_bytes()).expect("ioctl");
-}
 
 struct Rig {
     _reg: Arc<Registry>,
@@ -173,15 +171,6 @@ fn throughput(cr: &mut Criterion) {
         })
     });
     g.finish();
-}
-
-fn mean_ns(group: &str, func: &str) -> Option<f64> {
-    let dir = std::env::var("CARGO_TARGET_DIR").unwrap_or_else(|_| format!("{}/../target", env!("CARGO_MANIFEST_DIR")));
-    let v: serde_json::Value = serde_json::from_str(
-        &std::fs::read_to_string(format!("{dir}/criterion/{group}/{func}/new/estimates.json")).ok()?,
-    )
-    .ok()?;
-    v["mean"]["point_estimate"].as_f64()
 }
 
 fn main() {

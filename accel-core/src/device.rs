@@ -29,7 +29,8 @@ pub const CORE_CAPS: Caps = Caps::MEMORY
     .union(Caps::SYNCOBJ)
     .union(Caps::SYNCOBJ_TIMELINE)
     .union(Caps::SYNCOBJ_SHARE)
-    .union(Caps::CONTEXT_QUERY);
+    .union(Caps::CONTEXT_QUERY)
+    .union(Caps::FABRIC);
 
 /// Core-side maxima reported in ACCEL_QUERY_LIMITS.
 pub mod max {
@@ -47,6 +48,14 @@ pub mod max {
     pub const QUERY_BYTES: u32 = 1 << 16;
     /// Bytes of command streams per SUBMIT (all chunks together).
     pub const SUBMIT_BYTES: u64 = 8 << 20;
+    /// PDs per device.
+    pub const PDS: u32 = 1 << 16;
+    /// MRs per device.
+    pub const MRS: u32 = 1 << 20;
+    /// CQs per device.
+    pub const CQS: u32 = 1 << 16;
+    /// QPs per device (QP numbers are 24-bit).
+    pub const QPS: u32 = 1 << 18;
 }
 
 /// A registered device.
@@ -72,6 +81,8 @@ pub struct Device {
     /// Queues the watchdog checks.
     queues: Mutex<Vec<Weak<crate::queue::Queue>>>,
     watchdog: std::sync::Once,
+    /// Ports, QP numbers, keys and verbs object counts.
+    pub(crate) fabric: crate::fabric::verbs::Fabric,
     me: Weak<Device>,
 }
 
@@ -87,6 +98,7 @@ pub const MMAP_OFFSET_BASE: u64 = 1 << 32;
 impl Device {
     fn new(minor: u32, driver: Arc<dyn Driver>, layout: VaLayout, me: Weak<Device>) -> Device {
         let regions = driver.regions();
+        let ports = driver.ports();
         let mut caps = (driver.caps() & CORE_CAPS) | Caps::MEMORY;
         if regions.iter().any(|r| r.kind == MemRegionKind::Device) {
             caps |= Caps::DEVICE_MEMORY;
@@ -111,6 +123,7 @@ impl Device {
             syncobj_exports: Mutex::new(HashMap::new()),
             queues: Mutex::new(Vec::new()),
             watchdog: std::sync::Once::new(),
+            fabric: crate::fabric::verbs::Fabric::new(ports),
             me,
         }
     }
@@ -131,6 +144,11 @@ impl Device {
     /// `accelN`.
     pub fn name(&self) -> &str {
         &self.name
+    }
+
+    /// Live verbs objects: [PDs, MRs, CQs, QPs].
+    pub fn fabric_counts(&self) -> [u32; 4] {
+        self.fabric.counts()
     }
 
     /// N of `accelN`.

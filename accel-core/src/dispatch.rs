@@ -54,6 +54,9 @@ pub struct Call<'a> {
     outputs: Vec<Option<Vec<u8>>>,
     counts: Vec<u32>,
     device: &'a Device,
+    /// Copy the struct back even when the handler fails (POST_SEND and
+    /// POST_RECV, for `bad_wr`).
+    pub(crate) copy_back_on_error: bool,
 }
 
 fn check_struct(desc: &StructDesc, bytes: &[u8], what: &str) -> Result<()> {
@@ -154,8 +157,15 @@ fn dispatch_inner(file: &File, cmd: u32, arg: &mut [u8], user: &dyn UserMemory) 
             }
         }
     }
-    let mut call = Call { desc, buf, inputs, outputs: vec![None; desc.ptrs.len()], counts, device };
-    handle(file, &mut call)?;
+    let mut call =
+        Call { desc, buf, inputs, outputs: vec![None; desc.ptrs.len()], counts, device, copy_back_on_error: false };
+    if let Err(e) = handle(file, &mut call) {
+        if call.copy_back_on_error && desc.dir.copies_out() {
+            arg[..n].copy_from_slice(&call.buf[..n]);
+            arg[n..].fill(0);
+        }
+        return Err(e);
+    }
     // Results: arrays first (checked writable above), then the struct.
     for (i, p) in desc.ptrs.iter().enumerate() {
         if let Some(out) = &call.outputs[i] {
@@ -317,6 +327,7 @@ fn handle(file: &File, call: &mut Call<'_>) -> Result<()> {
         }
         0x32 => submit(file, call),
         0x40..=0x49 => crate::dispatch_sync::handle(file, call),
+        0x02 | 0x50..=0x5C => crate::dispatch_verbs::handle(file, call),
         _ => Err(Error::NotSupported(format!("{} is not implemented by this core", call.desc.name))),
     }
 }

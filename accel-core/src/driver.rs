@@ -226,6 +226,15 @@ pub trait Driver: Send + Sync + 'static {
     /// The VA window of every context.
     fn va_layout(&self) -> VaLayout;
 
+    /// The network attachment of port `port` (1-based, as in
+    /// [`Driver::ports`]), asked for once, when the port's first QP enters
+    /// RTR. The core runs the RoCE v2 RC engine over it. Drivers of NICs
+    /// that implement RC in hardware would instead get their own verbs hooks;
+    /// this contract is for ports that move frames.
+    fn port_link(&self, _port: u32) -> Result<Arc<dyn crate::fabric::link::Link>, DriverError> {
+        Err(DriverError::NotSupported)
+    }
+
     /// Bytes in use in `region` (for ACCEL_QUERY_MEMORY_REGIONS.available).
     fn region_used(&self, _region: u32) -> u64 {
         0

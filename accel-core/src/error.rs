@@ -79,6 +79,9 @@ pub enum Error {
     /// The device failed, or the context is banned after a hang.
     #[error("device error: {0}")]
     Device(String),
+    /// A fabric port is down or has no link (ENETDOWN).
+    #[error("network down: {0}")]
+    NetDown(String),
     /// A driver failure.
     #[error("driver: {0}")]
     Driver(#[from] DriverError),
@@ -105,6 +108,7 @@ impl Error {
             Error::Again(_) => Errno::EAGAIN,
             Error::Device(_) => Errno::EIO,
             Error::TimedOut(_) => Errno::ETIMEDOUT,
+            Error::NetDown(_) => Errno::ENETDOWN,
             Error::Driver(d) => d.errno(),
         }
     }

@@ -10,12 +10,13 @@
 use crate::bo::Bo;
 use crate::device::Device;
 use crate::error::{Error, Result};
+use crate::fabric::verbs::{Cq, Events, Mr, Pd, Qp, QpCaps};
 use crate::handle::HandleTable;
 use crate::queue::Queue;
 use crate::stats::Counters;
 use crate::syncobj::Syncobj;
 use crate::vm::{BindOp, Context};
-use accel_uapi::flags::BoFlags;
+use accel_uapi::flags::{BoFlags, MrAccess};
 use accel_uapi::types::{EngineClass, Priority};
 use parking_lot::Mutex;
 use std::collections::HashMap;
@@ -44,6 +45,10 @@ struct State {
     bos: HandleTable<Arc<Bo>>,
     queues: HandleTable<Arc<Queue>>,
     syncobjs: HandleTable<Arc<Syncobj>>,
+    pds: HandleTable<Arc<Pd>>,
+    mrs: HandleTable<Arc<Mr>>,
+    cqs: HandleTable<Arc<Cq>>,
+    qps: HandleTable<Arc<Qp>>,
     /// BO identity -> handle, so importing a BO the file already has returns the same handle.
     bo_handles: HashMap<usize, u32>,
     /// Bytes charged to this file per BO handle it created.
@@ -53,7 +58,14 @@ struct State {
 
 impl State {
     fn handles(&self) -> usize {
-        self.contexts.len() + self.bos.len() + self.queues.len() + self.syncobjs.len()
+        self.contexts.len()
+            + self.bos.len()
+            + self.queues.len()
+            + self.syncobjs.len()
+            + self.pds.len()
+            + self.mrs.len()
+            + self.cqs.len()
+            + self.qps.len()
     }
 }
 
@@ -63,6 +75,8 @@ pub struct File {
     quota: Quota,
     closed: AtomicBool,
     state: Mutex<State>,
+    /// Asynchronous fabric events of this open (GET_ASYNC_EVENT).
+    events: Arc<Events>,
 }
 
 impl std::fmt::Debug for File {
@@ -87,10 +101,15 @@ impl File {
                 bos: HandleTable::new("bo"),
                 queues: HandleTable::new("queue"),
                 syncobjs: HandleTable::new("syncobj"),
+                pds: HandleTable::new("PD"),
+                mrs: HandleTable::new("MR"),
+                cqs: HandleTable::new("CQ"),
+                qps: HandleTable::new("QP"),
                 bo_handles: HashMap::new(),
                 charged: HashMap::new(),
                 bytes: 0,
             }),
+            events: Arc::default(),
         })
     }
 
@@ -443,19 +462,138 @@ impl File {
         self.insert_object(s, |st| &mut st.syncobjs)
     }
 
+    /// The oldest pending async event.
+    pub fn async_event(&self) -> Result<(accel_uapi::types::EventType, u32)> {
+        self.check()?;
+        self.events.take().ok_or_else(|| Error::Again("no async event pending".into()))
+    }
+
+    /// Allocate a PD.
+    pub fn pd_alloc(&self) -> Result<u32> {
+        self.check()?;
+        self.handle_room(&self.state.lock())?;
+        let pd = Pd::new(&self.device)?;
+        self.insert_object(pd, |s| &mut s.pds)
+    }
+
+    /// Free a PD; EBUSY while MRs or QPs use it.
+    pub fn pd_free(&self, h: u32) -> Result<()> {
+        self.check()?;
+        let pd = {
+            let mut st = self.state.lock();
+            let users = st.pds.get(h)?.users();
+            if users > 0 {
+                return Err(Error::Busy(format!("PD {h} still has {users} MRs/QPs")));
+            }
+            st.pds.remove(h)?
+        };
+        Counters::add(&self.device.counters.handles, -1);
+        drop(pd);
+        Ok(())
+    }
+
+    /// Register an MR; returns (handle, lkey, rkey).
+    pub fn mr_reg(
+        &self,
+        pd: u32,
+        bo: u32,
+        bo_offset: u64,
+        length: u64,
+        iova: u64,
+        access: MrAccess,
+    ) -> Result<(u32, u32, u32)> {
+        let pd = self.lookup(pd, |s| &s.pds)?;
+        let bo = self.bo(bo)?;
+        self.handle_room(&self.state.lock())?;
+        let mr = Mr::register(&self.device, pd, bo, bo_offset, length, iova, access)?;
+        let (l, r) = (mr.lkey(), mr.rkey());
+        Ok((self.insert_object(mr, |s| &mut s.mrs)?, l, r))
+    }
+
+    /// Deregister an MR.
+    pub fn mr_dereg(&self, h: u32) -> Result<()> {
+        self.take(h, |s| &mut s.mrs).map(drop)
+    }
+
+    /// Create a CQ of at least `cqe` entries; returns (handle, depth).
+    pub fn cq_create(&self, cqe: u32) -> Result<(u32, u32)> {
+        self.check()?;
+        self.handle_room(&self.state.lock())?;
+        let cq = Cq::new(&self.device, cqe, self.events.clone())?;
+        let depth = cq.depth();
+        let h = self.insert_object(cq.clone(), |s| &mut s.cqs)?;
+        cq.set_handle(h);
+        Ok((h, depth))
+    }
+
+    /// Destroy a CQ; EBUSY while a QP uses it.
+    pub fn cq_destroy(&self, h: u32) -> Result<()> {
+        self.check()?;
+        let cq = {
+            let mut st = self.state.lock();
+            let users = st.cqs.get(h)?.users();
+            if users > 0 {
+                return Err(Error::Busy(format!("CQ {h} still used by {users} QPs")));
+            }
+            st.cqs.remove(h)?
+        };
+        Counters::add(&self.device.counters.handles, -1);
+        drop(cq);
+        Ok(())
+    }
+
+    /// A CQ by handle.
+    pub fn cq(&self, h: u32) -> Result<Arc<Cq>> {
+        self.lookup(h, |s| &s.cqs)
+    }
+
+    /// Create a QP in RESET; returns (handle, QP number).
+    pub fn qp_create(&self, pd: u32, send_cq: u32, recv_cq: u32, caps: QpCaps, port: u32) -> Result<(u32, u32)> {
+        let pd = self.lookup(pd, |s| &s.pds)?;
+        let scq = self.cq(send_cq)?;
+        let rcq = self.cq(recv_cq)?;
+        self.handle_room(&self.state.lock())?;
+        let qp = Qp::create(&self.device, pd, scq, rcq, caps, port, self.events.clone())?;
+        let qpn = qp.qpn();
+        let h = self.insert_object(qp.clone(), |s| &mut s.qps)?;
+        qp.set_handle(h);
+        Ok((h, qpn))
+    }
+
+    /// Destroy a QP; its outstanding WRs are discarded.
+    pub fn qp_destroy(&self, h: u32) -> Result<()> {
+        self.take(h, |s| &mut s.qps).map(drop)
+    }
+
+    /// A QP by handle.
+    pub fn qp(&self, h: u32) -> Result<Arc<Qp>> {
+        self.lookup(h, |s| &s.qps)
+    }
+
     /// Close the file: release everything it owns. Idempotent.
     pub fn close(&self) {
         if self.closed.swap(true, Ordering::AcqRel) {
             return;
         }
-        let (queues, contexts, bos, syncobjs) = {
+        let (queues, contexts, bos, syncobjs, verbs) = {
             let mut st = self.state.lock();
             st.bo_handles.clear();
             st.charged.clear();
             st.bytes = 0;
-            (st.queues.drain(), st.contexts.drain(), st.bos.drain(), st.syncobjs.drain())
+            let verbs = (st.qps.drain(), st.mrs.drain(), st.cqs.drain(), st.pds.drain());
+            (st.queues.drain(), st.contexts.drain(), st.bos.drain(), st.syncobjs.drain(), verbs)
         };
-        let n = (queues.len() + contexts.len() + bos.len() + syncobjs.len()) as i64;
+        let n = (queues.len()
+            + contexts.len()
+            + bos.len()
+            + syncobjs.len()
+            + verbs.0.len()
+            + verbs.1.len()
+            + verbs.2.len()
+            + verbs.3.len()) as i64;
+        // Verbs first: QPs leave their ports (no more completions), then MRs,
+        // CQs and PDs.
+        drop(verbs);
         // Dependency order: queues (in-flight jobs keep theirs alive until they
         // complete), contexts (their mappings hold BO references), BOs, syncobjs.
         for (_, q) in &queues {

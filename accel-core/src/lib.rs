@@ -31,6 +31,7 @@ pub mod cmd;
 pub mod device;
 pub mod dispatch;
 mod dispatch_sync;
+mod dispatch_verbs;
 pub mod driver;
 pub mod error;
 pub mod fabric;

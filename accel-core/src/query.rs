@@ -93,6 +93,8 @@ pub fn build(dev: &Device, id: u32) -> Result<Vec<u8>> {
         }
         QueryId::Limits => {
             let l = &dev.limits;
+            let has_fabric = dev.caps().contains(accel_uapi::flags::Caps::FABRIC);
+            let fabric = |n: u32| if has_fabric { n } else { 0 };
             sys::accel_limits {
                 max_contexts: l.max_contexts,
                 max_queues_per_context: l.max_queues_per_context,
@@ -102,11 +104,11 @@ pub fn build(dev: &Device, id: u32) -> Result<Vec<u8>> {
                 max_submit_syncs: max::SYNCS,
                 max_syncobj_wait: max::SYNCOBJ_WAIT,
                 max_queue_depth: l.max_queue_depth,
-                max_pd: 0,
-                max_mr: 0,
-                max_cq: 0,
+                max_pd: fabric(max::PDS),
+                max_mr: fabric(max::MRS),
+                max_cq: fabric(max::CQS),
                 max_cqe: l.max_cqe,
-                max_qp: 0,
+                max_qp: fabric(max::QPS),
                 max_qp_wr: l.max_qp_wr,
                 max_sge: l.max_sge,
                 max_post_wrs: max::POST_WRS,

@@ -62,6 +62,8 @@ errnos! {
     EOVERFLOW = 75, "Value too large for defined data type";
     /// The backend lacks the feature.
     EOPNOTSUPP = 95, "Operation not supported";
+    /// The network is down (a fabric port without a link).
+    ENETDOWN = 100, "Network is down";
     /// Timed out.
     ETIMEDOUT = 110, "Connection timed out";
     /// Cancelled (a job dropped because its file closed).

@@ -182,10 +182,14 @@ pub extern "C" fn accel_ioctl(fd: c_int, request: c_ulong, arg: *mut c_void) -> 
             // (a new handle, say): prove the struct writable first.
             ProcessMemory.check_writable(addr, buf.len()).map_err(errno)?;
         }
-        client.ioctl(cmd, &mut buf).map_err(errno)?;
-        if d.dir & DIR_READ != 0 {
+        let r = client.ioctl(cmd, &mut buf);
+        // POST_SEND and POST_RECV return bad_wr with their failure: copy back
+        // whatever the dispatcher left in the struct, as the kernel would.
+        let copy_back = r.is_ok() || matches!(d.nr, 0x5B | 0x5C);
+        if d.dir & DIR_READ != 0 && copy_back {
             ProcessMemory.copy_out(addr, &buf).map_err(errno)?;
         }
+        r.map_err(errno)?;
         Ok(0)
     })
 }

@@ -17,7 +17,7 @@ pub fn ensure_embedded_devices() {
         }
         let n: u32 = std::env::var(ENV_MOCK_DEVICES).ok().and_then(|v| v.parse().ok()).unwrap_or(2);
         for i in 0..n {
-            let cfg = test_driver::MockConfig { node_id: (i + 1) as u8, ..Default::default() };
+            let cfg = test_driver::MockConfig::default();
             if let Err(e) = reg.register(test_driver::MockDriver::new(cfg)) {
                 eprintln!("accel: cannot register embedded device {i}: {e}");
             }

@@ -17,6 +17,9 @@
 //!   through the queue's sink; a reset aborts the executing job.
 //! - Fault injection: fail the Nth allocation; hang or fail the Nth job; delay
 //!   every completion ([`MockConfig`]).
+//! - Fabric: ports on a [`VirtualSwitch`] (by default one shared by every
+//!   mock of the process, so devices can connect QPs to each other) or, for
+//!   port 1, RoCE v2 over UDP ([`PortNetwork`]). The core runs the RC engine.
 //! - Counters ([`MockStats`]) prove that the core frees everything exactly
 //!   once; [`MockTotals`] counts jobs and resets.
 #![deny(missing_docs)]
@@ -29,13 +32,16 @@ mod tests;
 use accel_core::driver::{
     Allocation, DeviceInfo, EngineInfo, HwQueueId, Job, JobSink, Limits, PortInfo, RegionInfo, VaLayout, VmId, VmUpdate,
 };
+use accel_core::fabric::link::{Faults, Gid, Link, UdpLink, VirtualSwitch, gid_from_ipv4};
 use accel_core::{Driver, DriverError, HostMemory, IntervalMap, RangeAllocator, Splittable};
 use accel_uapi::flags::{Caps, VmBindFlags};
 use accel_uapi::types::{EngineClass, MemRegionKind, Mtu, PortState, Priority};
 use engine::{Engine, JobFaults};
 use parking_lot::Mutex;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::collections::HashMap;
+use std::net::{Ipv4Addr, SocketAddrV4};
+use std::sync::atomic::{AtomicI64, AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 /// PCI vendor id the mock reports (a value no real vendor uses).
@@ -80,8 +86,60 @@ pub struct MockConfig {
     /// Microseconds every job waits after executing and before it is reported
     /// (a reset during the wait cancels it).
     pub completion_delay_us: u64,
-    /// Distinguishes devices: the last byte of the port GIDs.
-    pub node_id: u8,
+    /// Where the fabric ports are attached.
+    pub network: PortNetwork,
+}
+
+/// Where a mock's fabric ports are attached.
+#[derive(Clone, Debug, Default)]
+pub enum PortNetwork {
+    /// The process-wide fault-free [`VirtualSwitch`] ([`process_switch`]),
+    /// shared by every mock with this setting. GIDs are `::ffff:10.a.b.p`
+    /// with `a.b` unique per mock and `p` the port number.
+    #[default]
+    Process,
+    /// A given switch (for example one with fault injection); GIDs as for
+    /// [`PortNetwork::Process`].
+    Switch(Arc<VirtualSwitch>),
+    /// Port 1 is RoCE v2 over UDP from `local` (its GID is `local`'s
+    /// address); frames go to the peer's address and `peer_port`. Other
+    /// ports are down.
+    Udp {
+        /// The address to bind: a specific unicast address.
+        local: SocketAddrV4,
+        /// The UDP destination port of frames (4791 for standard RoCE v2).
+        peer_port: u16,
+    },
+}
+
+impl PartialEq for PortNetwork {
+    fn eq(&self, other: &Self) -> bool {
+        match (self, other) {
+            (PortNetwork::Process, PortNetwork::Process) => true,
+            (PortNetwork::Switch(a), PortNetwork::Switch(b)) => Arc::ptr_eq(a, b),
+            (PortNetwork::Udp { local: a, peer_port: p }, PortNetwork::Udp { local: b, peer_port: q }) => {
+                a == b && p == q
+            }
+            _ => false,
+        }
+    }
+}
+
+impl Eq for PortNetwork {}
+
+/// The fault-free switch the ports of [`PortNetwork::Process`] mocks attach to.
+pub fn process_switch() -> &'static Arc<VirtualSwitch> {
+    static SWITCH: OnceLock<Arc<VirtualSwitch>> = OnceLock::new();
+    SWITCH.get_or_init(|| VirtualSwitch::new(Faults::none()))
+}
+
+/// Numbers mocks on switches, for unique GIDs.
+static NEXT_NODE: AtomicU32 = AtomicU32::new(1);
+
+/// The attachments of a mock's ports.
+enum Ports {
+    Switch { switch: Arc<VirtualSwitch>, node: u32, links: Mutex<HashMap<u32, Arc<dyn Link>>> },
+    Udp(Result<Arc<UdpLink>, String>),
 }
 
 impl Default for MockConfig {
@@ -100,7 +158,7 @@ impl Default for MockConfig {
             hang_job_at: None,
             fail_job_at: None,
             completion_delay_us: 0,
-            node_id: 1,
+            network: PortNetwork::Process,
         }
     }
 }
@@ -175,6 +233,7 @@ pub struct MockDriver {
     live_ptes: AtomicI64,
     bad_frees: AtomicI64,
     bad_updates: AtomicI64,
+    ports: Ports,
 }
 
 impl std::fmt::Debug for MockDriver {
@@ -184,6 +243,27 @@ impl std::fmt::Debug for MockDriver {
 }
 
 impl MockDriver {
+    /// The GID and state of port `p`.
+    fn port_gid(&self, p: u32) -> (Gid, PortState) {
+        match &self.ports {
+            Ports::Switch { node, .. } => {
+                let [_, _, a, b] = node.to_be_bytes();
+                (gid_from_ipv4(Ipv4Addr::new(10, a, b, p as u8)), PortState::Active)
+            }
+            Ports::Udp(Ok(link)) if p == 1 => (link.gid(), PortState::Active),
+            Ports::Udp(Err(_)) if p == 1 => (gid_from_ipv4(Ipv4Addr::UNSPECIFIED), PortState::Down),
+            Ports::Udp(_) => ([0; 16], PortState::Down),
+        }
+    }
+
+    /// Why port 1's UDP link could not be set up, if it could not.
+    pub fn port_error(&self) -> Option<String> {
+        match &self.ports {
+            Ports::Udp(Err(e)) => Some(e.clone()),
+            _ => None,
+        }
+    }
+
     /// A mock device with `cfg`.
     pub fn new(cfg: MockConfig) -> Arc<MockDriver> {
         let granule = 1u64 << cfg.page_sizes.trailing_zeros().min(63);
@@ -203,7 +283,25 @@ impl MockDriver {
             fail_job_at: cfg.fail_job_at,
             completion_delay: Duration::from_micros(cfg.completion_delay_us),
         };
+        let ports = match &cfg.network {
+            PortNetwork::Process => Ports::Switch {
+                switch: process_switch().clone(),
+                node: NEXT_NODE.fetch_add(1, Ordering::Relaxed),
+                links: Mutex::new(HashMap::new()),
+            },
+            PortNetwork::Switch(s) => Ports::Switch {
+                switch: s.clone(),
+                node: NEXT_NODE.fetch_add(1, Ordering::Relaxed),
+                links: Mutex::new(HashMap::new()),
+            },
+            PortNetwork::Udp { local, peer_port } => Ports::Udp(
+                UdpLink::bind(*local)
+                    .map(|l| Arc::new(l.with_peer_port(*peer_port)))
+                    .map_err(|e| format!("cannot bind {local}: {e}")),
+            ),
+        };
         Arc::new(MockDriver {
+            ports,
             cfg,
             regions,
             engine: Arc::new(Engine::new(faults)),
@@ -272,7 +370,9 @@ impl Driver for MockDriver {
     }
 
     fn caps(&self) -> Caps {
-        Caps::MEMORY
+        let fabric = if self.cfg.ports > 0 { Caps::FABRIC } else { Caps::empty() };
+        fabric
+            | Caps::MEMORY
             | Caps::BO_SHARE
             | Caps::SUBMIT
             | Caps::PORTABLE_CS
@@ -311,16 +411,10 @@ impl Driver for MockDriver {
     fn ports(&self) -> Vec<PortInfo> {
         (1..=self.cfg.ports)
             .map(|p| {
-                // IPv4-mapped GID ::ffff:10.0.<port>.<node>.
-                let mut gid = [0u8; 16];
-                gid[10] = 0xff;
-                gid[11] = 0xff;
-                gid[12] = 10;
-                gid[14] = p as u8;
-                gid[15] = self.cfg.node_id;
+                let (gid, state) = self.port_gid(p);
                 PortInfo {
                     port_num: p,
-                    state: PortState::Active,
+                    state,
                     max_mtu: Mtu::Mtu4096,
                     active_mtu: Mtu::Mtu4096,
                     gid,
@@ -328,6 +422,28 @@ impl Driver for MockDriver {
                 }
             })
             .collect()
+    }
+
+    fn port_link(&self, port: u32) -> Result<Arc<dyn Link>, DriverError> {
+        if port == 0 || port > self.cfg.ports {
+            return Err(DriverError::Invalid(format!("no port {port}")));
+        }
+        match &self.ports {
+            Ports::Switch { switch, links, .. } => {
+                let mut links = links.lock();
+                if let Some(l) = links.get(&port) {
+                    return Ok(l.clone());
+                }
+                let link = switch
+                    .attach(self.port_gid(port).0)
+                    .map_err(|e| DriverError::Device(format!("port {port}: {e}")))?;
+                links.insert(port, link.clone());
+                Ok(link)
+            }
+            Ports::Udp(Ok(link)) if port == 1 => Ok(link.clone() as Arc<dyn Link>),
+            Ports::Udp(Err(e)) if port == 1 => Err(DriverError::Device(e.clone())),
+            Ports::Udp(_) => Err(DriverError::Device(format!("port {port} is down (only port 1 is on UDP)"))),
+        }
     }
 
     fn va_layout(&self) -> VaLayout {

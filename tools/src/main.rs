@@ -369,9 +369,8 @@ fn conformance(
 
 fn run(cli: Cli) -> Result<u8, String> {
     let registry = Registry::global();
-    for n in 0..cli.mock {
+    for _ in 0..cli.mock {
         let cfg = test_driver::MockConfig {
-            node_id: (n + 1) as u8,
             fail_job_at: cli.fail_job_at,
             hang_job_at: cli.hang_job_at,
             ..Default::default()

@@ -43,6 +43,7 @@ fn info_json_reports_what_the_device_announces() {
             "SYNCOBJ",
             "SYNCOBJ_TIMELINE",
             "SYNCOBJ_SHARE",
+            "FABRIC",
             "CONTEXT_QUERY",
             "DEVICE_MEMORY"
         ])
@@ -98,8 +99,9 @@ fn conformance_writes_ktap_and_junit_files() {
     assert_eq!(code, 0, "{err}");
     let ktap = std::fs::read_to_string(&k).unwrap();
     assert!(ktap.starts_with("KTAP version 1\n"), "{ktap}");
-    assert!(ktap.contains("# SKIP not supported"), "fabric is NOT SUPPORTED on the mock: {ktap}");
-    assert!(err.contains("not supported: "), "the totals go to stderr with --output: {err}");
+    assert!(ktap.contains("ok 1 fabric") && !ktap.contains("not ok"), "fabric passes on the mock: {ktap}");
+    assert!(!ktap.contains("# SKIP"), "the mock supports FABRIC: {ktap}");
+    assert!(err.contains("passed: "), "the totals go to stderr with --output: {err}");
     let j = dir.join("r.xml");
     let (code, _, _) =
         accel(&["conformance", "--area", "device", "--format", "junit", "--output", j.to_str().unwrap()]);

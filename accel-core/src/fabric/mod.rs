@@ -1,5 +1,6 @@
-//! Fabric: how RoCE v2 packets travel between ports. The protocol engine
-//! (planned) sits on top of [`link::Link`]; this module never interprets
-//! packets beyond what a switch or a UDP socket would.
+//! Fabric: how RoCE v2 packets travel between ports ([`link`]), and the
+//! verbs objects (PD, MR, CQ, QP) that put the RC engine
+//! ([`crate::roce::engine`]) on them ([`verbs`]).
 
 pub mod link;
+pub mod verbs;

@@ -6,8 +6,16 @@
 //! The engine has no thread of its own. Frames come in through
 //! [`RcQp::handle_frame`] and timers run in [`RcQp::tick`]; [`RcDriver`] is
 //! a thread that does both for the QPs of one [`Link`]. Outgoing packets are
-//! sent while the QP's lock is held, so they leave in PSN order. Packets use
-//! the transport-only ICRC ([`Packet::encode`] / [`Packet::decode`]).
+//! sent while the QP's lock is held, so they leave in PSN order.
+//!
+//! ICRC: when both ends have IPv4-mapped GIDs (every RoCE v2 over IPv4 port)
+//! packets carry the full RoCE v2 ICRC over the rebuilt IPv4 and UDP headers
+//! ([`Packet::encode_for`] / [`Packet::decode_from`]), exactly what a NIC puts
+//! on the wire; otherwise the transport-only ICRC ([`Packet::encode`]).
+//!
+//! Completions go to the QP's own queue ([`RcQp::poll`]) or, for QPs made
+//! with [`RcQp::with_sink`], to a [`WcSink`] (the verbs layer's CQs). A sink
+//! that refuses a completion (a full CQ) moves the QP to the error state.
 //!
 //! Recovery: go-back-N from the oldest unacknowledged PSN on timer expiry
 //! (retry_cnt, reset on progress), on a PSN sequence error NAK (not counted)
@@ -16,12 +24,21 @@
 //! out-of-sequence PSN well below the highest one seen), so a lost
 //! retransmission does not always cost a timeout.
 //!
-//! Simplifications: at most `max_outstanding` PSNs in flight and no
-//! end-to-end credits (ACKs advertise none); no atomics, fences, SRQs or
+//! Window: at most `max_outstanding` PSNs in flight, and fewer after loss:
+//! go-back-N resends everything after a lost packet, so under loss a large
+//! window multiplies traffic (at 10% loss and 512 packets in flight, about
+//! 300 frames per delivered packet). The requester therefore keeps an AIMD
+//! window: halved (to at least [`MIN_WINDOW`]) on a timeout or a sequence
+//! error NAK, grown by one packet per acknowledged packet up to
+//! `max_outstanding`, so a lossless link runs at the full window and a lossy
+//! one backs off, like TCP's congestion window.
+//!
+//! Simplifications: no end-to-end credits (ACKs advertise none); no atomics, fences, SRQs or
 //! solicited-event notification; a SEND/WRITE payload is gathered when it is
 //! posted.
 
 use std::collections::{HashMap, VecDeque};
+use std::net::Ipv4Addr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering as AtomicOrdering};
 use std::thread::JoinHandle;
@@ -35,7 +52,7 @@ use super::packet::{
     AETH_CREDITS_INVALID, Aeth, AethKind, Bth, ImmDt, MSN_MASK, NakCode, Opcode, PSN_MASK, Packet, Reth, psn_add,
     psn_diff,
 };
-use crate::fabric::link::{Gid, Link, Received};
+use crate::fabric::link::{Gid, Link, Received, gid_to_ipv4};
 
 /// Connection parameters of an [`RcQp`] (what RTR/RTS would set).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -155,6 +172,30 @@ pub struct Wc {
     pub qp_num: u32,
 }
 
+/// The smallest send window, in packets, that loss shrinks the window to.
+pub const MIN_WINDOW: u32 = 16;
+
+/// Where an [`RcQp`] delivers its completions (a completion queue).
+pub trait WcSink: Send + Sync {
+    /// Takes one completion; `false` when it could not be kept (the queue
+    /// overflowed), which puts the QP in the error state.
+    fn complete(&self, wc: Wc) -> bool;
+}
+
+/// Requester and responder parameters that QP_MODIFY may change after the
+/// connection is set up (RTR -> RTS, RTS -> RTS, SQD -> SQD).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RcTimers {
+    /// Local ACK timeout code (see [`RcConfig::timeout`]).
+    pub timeout: u8,
+    /// See [`RcConfig::retry_cnt`].
+    pub retry_cnt: u8,
+    /// See [`RcConfig::rnr_retry`].
+    pub rnr_retry: u8,
+    /// See [`RcConfig::min_rnr_timer`].
+    pub min_rnr_timer: u8,
+}
+
 /// Duration of an RNR timer code (IBA table 45).
 pub fn rnr_timer(code: u8) -> Duration {
     const US: [u32; 32] = [
@@ -241,6 +282,8 @@ struct Requester {
     cur_pkt: u32,
     retry_left: u8,
     rnr_left: u8,
+    /// Packets allowed in flight (AIMD, see the module docs).
+    window: u32,
     timer: Option<Instant>,
     rnr_until: Option<Instant>,
     /// READ response PSN last re-requested after a gap.
@@ -263,6 +306,9 @@ struct Responder {
 #[derive(Debug)]
 struct State {
     error: bool,
+    /// The sink refused a completion: enter the error state.
+    overflow: bool,
+    timers: RcTimers,
     req: Requester,
     resp: Responder,
     cq: VecDeque<Wc>,
@@ -273,6 +319,9 @@ pub struct RcQp {
     cfg: RcConfig,
     link: Arc<dyn Link>,
     mem: Arc<dyn RcMemory>,
+    sink: Option<Arc<dyn WcSink>>,
+    /// (local address, peer address, UDP source port) for the full ICRC.
+    ipv4: Option<(Ipv4Addr, Ipv4Addr, u16)>,
     state: Mutex<State>,
     cq_ready: Condvar,
 }
@@ -287,16 +336,44 @@ impl std::fmt::Debug for RcQp {
 type Out = Vec<Packet>;
 
 impl RcQp {
-    /// A QP in RTS state sending on `link`, using `mem` for local memory.
+    /// A QP in RTS state sending on `link`, using `mem` for local memory;
+    /// completions are taken with [`RcQp::poll`].
     pub fn new(cfg: RcConfig, link: Arc<dyn Link>, mem: Arc<dyn RcMemory>) -> Result<Arc<RcQp>, RcError> {
+        Self::build(cfg, link, mem, None)
+    }
+
+    /// Like [`RcQp::new`], but completions go to `sink`.
+    pub fn with_sink(
+        cfg: RcConfig,
+        link: Arc<dyn Link>,
+        mem: Arc<dyn RcMemory>,
+        sink: Arc<dyn WcSink>,
+    ) -> Result<Arc<RcQp>, RcError> {
+        Self::build(cfg, link, mem, Some(sink))
+    }
+
+    fn build(
+        cfg: RcConfig,
+        link: Arc<dyn Link>,
+        mem: Arc<dyn RcMemory>,
+        sink: Option<Arc<dyn WcSink>>,
+    ) -> Result<Arc<RcQp>, RcError> {
         if !(256..=4096).contains(&cfg.mtu) || !cfg.mtu.is_power_of_two() {
             return Err(RcError::BadMtu(cfg.mtu));
         }
         let mut cfg = cfg;
         cfg.max_outstanding = cfg.max_outstanding.clamp(1, 1 << 22);
         let sq_psn = cfg.sq_psn & PSN_MASK;
+        let timers = RcTimers {
+            timeout: cfg.timeout,
+            retry_cnt: cfg.retry_cnt,
+            rnr_retry: cfg.rnr_retry,
+            min_rnr_timer: cfg.min_rnr_timer,
+        };
         let state = State {
             error: false,
+            overflow: false,
+            timers,
             req: Requester {
                 sq: VecDeque::new(),
                 next_psn: sq_psn,
@@ -305,6 +382,7 @@ impl RcQp {
                 cur_idx: 0,
                 cur_pkt: 0,
                 retry_left: cfg.retry_cnt,
+                window: cfg.max_outstanding,
                 rnr_left: cfg.rnr_retry,
                 timer: None,
                 rnr_until: None,
@@ -321,7 +399,11 @@ impl RcQp {
             },
             cq: VecDeque::new(),
         };
-        Ok(Arc::new(RcQp { cfg, link, mem, state: Mutex::new(state), cq_ready: Condvar::new() }))
+        let ipv4 = match (gid_to_ipv4(&link.gid()), gid_to_ipv4(&cfg.dest_gid)) {
+            (Some(src), Some(dst)) => Some((src, dst, link.src_port())),
+            _ => None,
+        };
+        Ok(Arc::new(RcQp { cfg, link, mem, sink, ipv4, state: Mutex::new(state), cq_ready: Condvar::new() }))
     }
 
     /// The configuration.
@@ -334,10 +416,73 @@ impl RcQp {
         self.state.lock().error
     }
 
+    /// Moves the QP to the error state (QP_MODIFY to ERR): every
+    /// outstanding send and receive WR completes with WR_FLUSH_ERR.
+    pub fn set_error(&self) {
+        let mut st = self.state.lock();
+        if !st.error {
+            self.enter_error(&mut st);
+        }
+    }
+
+    /// The current timer parameters.
+    pub fn timers(&self) -> RcTimers {
+        self.state.lock().timers
+    }
+
+    /// Changes the timer parameters; running timers keep their deadline,
+    /// the retry budgets are refilled.
+    pub fn set_timers(&self, t: RcTimers) {
+        let mut st = self.state.lock();
+        st.timers = t;
+        st.req.retry_left = t.retry_cnt;
+        st.req.rnr_left = t.rnr_retry;
+    }
+
+    /// Sets the first PSN the requester sends (RTR -> RTS). Refused
+    /// (`false`) once anything was posted.
+    pub fn set_sq_psn(&self, psn: u32) -> bool {
+        let mut st = self.state.lock();
+        if !st.req.sq.is_empty() || st.req.next_psn != st.req.una {
+            return false;
+        }
+        let psn = psn & PSN_MASK;
+        (st.req.next_psn, st.req.una, st.req.max_sent) = (psn, psn, psn);
+        true
+    }
+
+    /// The next PSN the requester will assign and the next PSN the
+    /// responder expects (for QP_QUERY).
+    pub fn psns(&self) -> (u32, u32) {
+        let st = self.state.lock();
+        (st.req.next_psn, st.resp.epsn)
+    }
+
+    /// Send WRs not yet completed, and receive WRs posted and not yet
+    /// consumed (including one being filled).
+    pub fn outstanding(&self) -> (usize, usize) {
+        let st = self.state.lock();
+        (st.req.sq.len(), st.resp.rq.len() + usize::from(st.resp.recv.is_some()))
+    }
+
+    fn encode(&self, p: &Packet) -> Vec<u8> {
+        match self.ipv4 {
+            Some((src, dst, port)) => p.encode_for(src, dst, port),
+            None => p.encode(),
+        }
+    }
+
     fn send_out(&self, out: Out) {
         for p in out {
             // A refused frame is a lost frame: the timer recovers.
-            let _ = self.link.send(&self.cfg.dest_gid, p.encode());
+            let _ = self.link.send(&self.cfg.dest_gid, self.encode(&p));
+        }
+    }
+
+    /// Enters the error state if the sink refused a completion.
+    fn check_overflow(&self, st: &mut State) {
+        if st.overflow && !st.error {
+            self.enter_error(st);
         }
     }
 
@@ -385,6 +530,7 @@ impl RcQp {
         let mut out = Out::new();
         self.transmit(&mut st, Instant::now(), &mut out);
         self.send_out(out);
+        self.check_overflow(&mut st);
         Ok(())
     }
 
@@ -404,6 +550,7 @@ impl RcQp {
         } else {
             st.resp.rq.push_back(wr);
         }
+        self.check_overflow(&mut st);
     }
 
     /// Takes up to `max` completions.
@@ -427,8 +574,17 @@ impl RcQp {
     }
 
     fn push_wc(&self, st: &mut State, wc: Wc) {
-        st.cq.push_back(wc);
-        self.cq_ready.notify_all();
+        match &self.sink {
+            Some(sink) => {
+                if !sink.complete(wc) {
+                    st.overflow = true;
+                }
+            }
+            None => {
+                st.cq.push_back(wc);
+                self.cq_ready.notify_all();
+            }
+        }
     }
 
     /// Moves to the error state, flushing every outstanding WR.
@@ -480,7 +636,12 @@ impl RcQp {
         if rx.src != self.cfg.dest_gid {
             return;
         }
-        let Ok(pkt) = Packet::decode(&rx.frame) else { return };
+        let decoded = match self.ipv4 {
+            // The peer's address is rx.src (checked above): rebuild its headers.
+            Some((local, peer, _)) => Packet::decode_from(peer, local, rx.src_port, &rx.frame),
+            None => Packet::decode(&rx.frame),
+        };
+        let Ok(pkt) = decoded else { return };
         if pkt.bth().dest_qp != self.cfg.qpn {
             return;
         }
@@ -497,6 +658,7 @@ impl RcQp {
             self.respond(&mut st, &pkt, &mut out);
         }
         self.send_out(out);
+        self.check_overflow(&mut st);
     }
 
     /// Runs the retransmission and RNR timers.
@@ -521,15 +683,22 @@ impl RcQp {
                     self.fail_front(&mut st, WcStatus::RetryExcErr);
                 } else {
                     st.req.retry_left -= 1;
+                    self.shrink_window(&mut st);
                     self.go_back(&mut st);
                     self.transmit(&mut st, now, &mut out);
                 }
             }
         }
         self.send_out(out);
+        self.check_overflow(&mut st);
     }
 
     // ----- requester -----
+
+    /// A packet was lost: halve the send window.
+    fn shrink_window(&self, st: &mut State) {
+        st.req.window = (st.req.window / 2).max(MIN_WINDOW.min(self.cfg.max_outstanding));
+    }
 
     /// Points the transmission cursor at the oldest unacknowledged PSN.
     fn go_back(&self, st: &mut State) {
@@ -550,14 +719,16 @@ impl RcQp {
     /// Sends packets from the cursor while the window allows.
     fn transmit(&self, st: &mut State, now: Instant, out: &mut Out) {
         let mtu = self.cfg.mtu;
-        let half = (self.cfg.max_outstanding / 2).max(1);
+        let window = st.req.window.clamp(1, self.cfg.max_outstanding);
+        let half = (window / 2).max(1);
+        let timeout = st.timers.timeout;
         let r = &mut st.req;
         if st.error || r.rnr_until.is_some() {
             return;
         }
         while let Some(w) = r.sq.get(r.cur_idx) {
             let psn = psn_add(w.first_psn, r.cur_pkt);
-            if psn_diff(psn, r.una) >= self.cfg.max_outstanding as i32 {
+            if psn_diff(psn, r.una) >= window as i32 {
                 break;
             }
             let dqp = self.cfg.dest_qpn;
@@ -602,7 +773,7 @@ impl RcQp {
                 r.max_sent = end;
             }
             if r.timer.is_none() {
-                r.timer = ack_timeout(self.cfg.timeout).map(|d| now + d);
+                r.timer = ack_timeout(timeout).map(|d| now + d);
             }
         }
     }
@@ -610,6 +781,7 @@ impl RcQp {
     /// Everything before `target` is acknowledged (bounded by incomplete
     /// READs). Returns whether a READ's responses went missing.
     fn ack_upto(&self, st: &mut State, target: u32, now: Instant) -> bool {
+        let t = st.timers;
         let r = &mut st.req;
         if psn_diff(target, r.max_sent) > 0 {
             return false; // acknowledges PSNs never sent
@@ -630,11 +802,12 @@ impl RcQp {
             }
         }
         if psn_diff(target, r.una) > 0 {
+            let advanced = psn_diff(target, r.una) as u32;
+            r.window = r.window.saturating_add(advanced).min(self.cfg.max_outstanding);
             r.una = target;
-            r.retry_left = self.cfg.retry_cnt;
-            r.rnr_left = self.cfg.rnr_retry;
-            r.timer =
-                if psn_diff(r.max_sent, r.una) > 0 { ack_timeout(self.cfg.timeout).map(|d| now + d) } else { None };
+            r.retry_left = t.retry_cnt;
+            r.rnr_left = t.rnr_retry;
+            r.timer = if psn_diff(r.max_sent, r.una) > 0 { ack_timeout(t.timeout).map(|d| now + d) } else { None };
         }
         self.complete_front(st);
         lost_read
@@ -687,6 +860,7 @@ impl RcQp {
             match aeth.kind() {
                 AethKind::Ack { .. } => {
                     if self.ack_upto(st, psn_add(psn, 1), now) {
+                        self.shrink_window(st);
                         self.go_back(st);
                     }
                 }
@@ -718,6 +892,7 @@ impl RcQp {
                     }
                     let status = match code {
                         NakCode::PsnSequenceError => {
+                            self.shrink_window(st);
                             self.go_back(st);
                             return;
                         }
@@ -746,6 +921,7 @@ impl RcQp {
             if got > w.rx_pkts && st.req.read_gap != Some(missing) {
                 st.req.read_gap = Some(missing);
                 self.ack_upto(st, missing, now);
+                self.shrink_window(st);
                 self.go_back(st);
             }
             return;
@@ -821,7 +997,7 @@ impl RcQp {
             Ok(()) => {}
             Err(Nak::Rnr) => {
                 st.resp.nak_sent = true;
-                self.ack(bth.psn, Aeth::rnr_nak(self.cfg.min_rnr_timer, st.resp.msn), out);
+                self.ack(bth.psn, Aeth::rnr_nak(st.timers.min_rnr_timer, st.resp.msn), out);
             }
             Err(Nak::Code(code, status)) => {
                 self.ack(bth.psn, Aeth::nak(code, st.resp.msn), out);
@@ -1031,29 +1207,42 @@ fn flush_wc(cfg: &RcConfig, wr: &SendWr) -> Wc {
     }
 }
 
+/// The QPs of one [`RcDriver`], by QP number.
+type QpMap = Arc<parking_lot::RwLock<HashMap<u32, Arc<RcQp>>>>;
+
 /// A thread that feeds the frames of one [`Link`] to its QPs (by the BTH
-/// destination QP) and runs their timers about every millisecond. Stops
-/// and joins on drop.
+/// destination QP) and runs their timers every 200 microseconds or so. QPs
+/// can be added and removed while it runs. Stops and joins on drop.
 #[derive(Debug)]
 pub struct RcDriver {
     stop: Arc<AtomicBool>,
+    qps: QpMap,
     thread: Option<JoinHandle<()>>,
 }
 
 impl RcDriver {
     /// Starts driving `qps` on `link`.
     pub fn spawn(link: Arc<dyn Link>, qps: Vec<Arc<RcQp>>) -> RcDriver {
+        let d = Self::start(link, "accel-rc".into());
+        for qp in qps {
+            d.add(qp);
+        }
+        d
+    }
+
+    /// Starts a driver with no QPs yet, on a thread named `name`.
+    pub fn start(link: Arc<dyn Link>, name: String) -> RcDriver {
         let stop = Arc::new(AtomicBool::new(false));
         let flag = Arc::clone(&stop);
-        let map: HashMap<u32, Arc<RcQp>> = qps.into_iter().map(|q| (q.cfg.qpn, q)).collect();
-        let thread = std::thread::spawn(move || {
+        let qps: QpMap = Arc::default();
+        let map = Arc::clone(&qps);
+        let run = move || {
             let mut last_tick = Instant::now();
             while !flag.load(AtomicOrdering::Relaxed) {
                 match link.recv(Duration::from_micros(500)) {
                     Ok(Some(rx)) => {
-                        if let Ok(bth) = Bth::decode(&rx.frame)
-                            && let Some(qp) = map.get(&bth.dest_qp)
-                        {
+                        let qp = Bth::decode(&rx.frame).ok().and_then(|bth| map.read().get(&bth.dest_qp).cloned());
+                        if let Some(qp) = qp {
                             qp.handle_frame(&rx);
                         }
                     }
@@ -1063,13 +1252,33 @@ impl RcDriver {
                 let now = Instant::now();
                 if now.duration_since(last_tick) >= Duration::from_micros(200) {
                     last_tick = now;
-                    for qp in map.values() {
+                    let qps: Vec<Arc<RcQp>> = map.read().values().cloned().collect();
+                    for qp in qps {
                         qp.tick(now);
                     }
                 }
             }
-        });
-        RcDriver { stop, thread: Some(thread) }
+        };
+        // A thread that cannot be spawned leaves the driver without one: its
+        // QPs then never hear from the link, and time out like a dead port.
+        let thread = std::thread::Builder::new().name(name).spawn(run).ok();
+        RcDriver { stop, qps, thread }
+    }
+
+    /// Whether the thread is running.
+    pub fn is_running(&self) -> bool {
+        self.thread.is_some()
+    }
+
+    /// Starts delivering frames for `qp`'s number to it (replacing any QP
+    /// with the same number).
+    pub fn add(&self, qp: Arc<RcQp>) {
+        self.qps.write().insert(qp.cfg.qpn, qp);
+    }
+
+    /// Stops delivering frames to QP `qpn`; returns it.
+    pub fn remove(&self, qpn: u32) -> Option<Arc<RcQp>> {
+        self.qps.write().remove(&qpn)
     }
 }
 
@@ -1077,7 +1286,12 @@ impl Drop for RcDriver {
     fn drop(&mut self) {
         self.stop.store(true, AtomicOrdering::Relaxed);
         if let Some(t) = self.thread.take() {
-            let _ = t.join();
+            // The driver may be dropped by its own thread (it held the last
+            // reference to a QP whose memory kept the owner alive): it then
+            // sees the flag and ends by itself.
+            if t.thread().id() != std::thread::current().id() {
+                let _ = t.join();
+            }
         }
     }
 }

@@ -5,8 +5,7 @@
 //! - [`engine`]: one side of an RC connection — requester, responder and
 //!   completer — over a [`crate::fabric::link::Link`].
 //!
-//! The engine is not yet wired to the verbs ioctls (PD/MR/CQ/QP): devices do
-//! not announce `ACCEL_CAP_FABRIC` until it is.
+//! [`crate::fabric::verbs`] wires the engine to the verbs ioctls.
 
 pub mod engine;
 pub mod mr;

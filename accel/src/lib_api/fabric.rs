@@ -9,6 +9,81 @@ use accel_uapi::flags::{MrAccess, QpAttrMask};
 use accel_uapi::{Errno, sys};
 use std::num::NonZeroU32;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// QP_CREATE parameters beyond the PD and CQs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct QpInit {
+    /// Send WRs outstanding at most.
+    pub max_send_wr: u32,
+    /// Receive WRs posted at most.
+    pub max_recv_wr: u32,
+    /// SGEs per send WR.
+    pub max_send_sge: u32,
+    /// SGEs per receive WR.
+    pub max_recv_sge: u32,
+    /// The port (1-based).
+    pub port: u32,
+    /// Every send WR generates a completion (`ACCEL_QP_SIG_ALL`).
+    pub sig_all: bool,
+}
+
+impl QpInit {
+    /// `max_wr` WRs and `max_sge` SGEs each way, port 1, no SIG_ALL.
+    pub fn new(max_wr: u32, max_sge: u32) -> Self {
+        QpInit {
+            max_send_wr: max_wr,
+            max_recv_wr: max_wr,
+            max_send_sge: max_sge,
+            max_recv_sge: max_sge,
+            port: 1,
+            sig_all: false,
+        }
+    }
+}
+
+/// What a peer needs to connect to a QP (what rc_pingpong exchanges).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Endpoint {
+    /// The port's GID.
+    pub gid: [u8; 16],
+    /// The QP number.
+    pub qp_num: u32,
+    /// The first PSN the QP sends.
+    pub psn: u32,
+}
+
+/// Connection parameters for [`Qp::connect`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConnectOptions {
+    /// Path MTU, an `ACCEL_MTU_*` code.
+    pub mtu: u32,
+    /// Remote access the QP grants (`ACCEL_ACCESS_REMOTE_*`).
+    pub access: MrAccess,
+    /// Local ACK timeout code (4.096 us x 2^timeout; 0 = infinite).
+    pub timeout: u8,
+    /// Retries after a timeout (0..7).
+    pub retry_cnt: u8,
+    /// Retries after an RNR NAK (0..7, 7 = infinite).
+    pub rnr_retry: u8,
+    /// RNR timer code for the peer's retries.
+    pub min_rnr_timer: u8,
+}
+
+impl Default for ConnectOptions {
+    /// MTU 1024, remote read and write, timeout 14 (~67 ms), 7 retries,
+    /// infinite RNR retries, RNR timer 12 (0.64 ms), as rc_pingpong.
+    fn default() -> Self {
+        ConnectOptions {
+            mtu: sys::ACCEL_MTU_1024,
+            access: MrAccess::REMOTE_READ | MrAccess::REMOTE_WRITE | MrAccess::LOCAL_WRITE,
+            timeout: 14,
+            retry_cnt: 7,
+            rnr_retry: 7,
+            min_rnr_timer: 12,
+        }
+    }
+}
 
 #[derive(Debug)]
 struct PdInner {
@@ -66,6 +141,7 @@ pub struct Qp {
     _recv_cq: Arc<CqInner>,
     handle: NonZeroU32,
     qp_num: u32,
+    port: u32,
 }
 
 pub(crate) fn alloc_pd(dev: &Device) -> Result<Pd> {
@@ -109,6 +185,11 @@ impl Pd {
 
     /// QP_CREATE: an RC QP on port 1 with `max_wr` send and receive WRs of up to `max_sge` SGEs.
     pub fn create_qp(&self, send_cq: &Cq, recv_cq: &Cq, max_wr: u32, max_sge: u32) -> Result<Qp> {
+        self.create_qp_with(send_cq, recv_cq, QpInit::new(max_wr, max_sge))
+    }
+
+    /// QP_CREATE with every parameter.
+    pub fn create_qp_with(&self, send_cq: &Cq, recv_cq: &Cq, init: QpInit) -> Result<Qp> {
         const CALL: &str = "QP_CREATE";
         let dev = &self.inner.dev;
         dev.check_same(CALL, &send_cq.inner.dev)?;
@@ -118,11 +199,12 @@ impl Pd {
             send_cq: send_cq.handle(),
             recv_cq: recv_cq.handle(),
             qp_type: sys::ACCEL_QPT_RC,
-            max_send_wr: max_wr,
-            max_recv_wr: max_wr,
-            max_send_sge: max_sge,
-            max_recv_sge: max_sge,
-            port_num: 1,
+            max_send_wr: init.max_send_wr,
+            max_recv_wr: init.max_recv_wr,
+            max_send_sge: init.max_send_sge,
+            max_recv_sge: init.max_recv_sge,
+            port_num: init.port,
+            flags: if init.sig_all { sys::ACCEL_QP_SIG_ALL } else { 0 },
             ..Default::default()
         };
         dev.ioctl(CALL, sys::ACCEL_IOCTL_QP_CREATE, &mut a)?;
@@ -133,6 +215,7 @@ impl Pd {
             _recv_cq: recv_cq.inner.clone(),
             handle,
             qp_num: a.qp_num,
+            port: init.port,
         })
     }
 }
@@ -185,6 +268,44 @@ impl Cq {
         wcs.truncate(a.count as usize);
         Ok(wcs)
     }
+
+    /// Polls until at least one completion arrives or `timeout` passes
+    /// (then an empty vector): spins briefly, then yields the CPU between
+    /// polls, as a busy-polling verbs application does.
+    pub fn poll_wait(&self, max: usize, timeout: Duration) -> Result<Vec<sys::accel_wc>> {
+        let start = Instant::now();
+        let mut spins = 0u32;
+        loop {
+            let wcs = self.poll(max)?;
+            if !wcs.is_empty() || start.elapsed() >= timeout {
+                return Ok(wcs);
+            }
+            spins += 1;
+            if spins < 64 {
+                std::hint::spin_loop();
+            } else if spins < 4096 {
+                std::thread::yield_now();
+            } else {
+                std::thread::sleep(Duration::from_micros(50));
+            }
+        }
+    }
+
+    /// Polls until `n` completions arrived or `timeout` passed; returns
+    /// what came (fewer than `n` on timeout).
+    pub fn collect(&self, n: usize, timeout: Duration) -> Result<Vec<sys::accel_wc>> {
+        let deadline = Instant::now() + timeout;
+        let mut out = Vec::with_capacity(n);
+        while out.len() < n {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let wcs = self.poll_wait(n - out.len(), left)?;
+            if wcs.is_empty() {
+                break;
+            }
+            out.extend(wcs);
+        }
+        Ok(out)
+    }
 }
 
 impl Qp {
@@ -202,6 +323,93 @@ impl Qp {
     pub fn modify(&self, mask: QpAttrMask, attr: &sys::accel_qp_attr) -> Result<()> {
         let mut a = sys::accel_qp_modify { handle: self.handle(), attr_mask: mask.bits(), attr: *attr };
         self.pd.dev.ioctl("QP_MODIFY", sys::ACCEL_IOCTL_QP_MODIFY, &mut a)
+    }
+
+    /// The port the QP was created on.
+    pub fn port(&self) -> u32 {
+        self.port
+    }
+
+    /// This QP's endpoint for a peer: its port's GID, its number, and
+    /// `psn` as its first send PSN.
+    pub fn endpoint(&self, psn: u32) -> Result<Endpoint> {
+        let ports = self.pd.dev.ports()?;
+        let p =
+            ports.iter().find(|p| p.port_num == self.port).ok_or_else(|| Error::new("QUERY_PORTS", Errno::EINVAL))?;
+        Ok(Endpoint { gid: p.gid, qp_num: self.qp_num, psn: psn & 0xFF_FFFF })
+    }
+
+    /// RESET -> INIT -> RTR -> RTS towards `remote`, sending from PSN
+    /// `local_psn`, as rc_pingpong's `pp_connect_ctx` does.
+    pub fn connect(&self, remote: &Endpoint, local_psn: u32, o: &ConnectOptions) -> Result<()> {
+        type M = QpAttrMask;
+        let init = sys::accel_qp_attr {
+            qp_state: sys::ACCEL_QPS_INIT,
+            port_num: self.port,
+            qp_access_flags: o.access.bits(),
+            ..Default::default()
+        };
+        self.modify(M::STATE | M::PKEY_INDEX | M::PORT | M::ACCESS_FLAGS, &init)?;
+        let rtr = sys::accel_qp_attr {
+            qp_state: sys::ACCEL_QPS_RTR,
+            path_mtu: o.mtu,
+            dest_gid: remote.gid,
+            dest_qp_num: remote.qp_num,
+            rq_psn: remote.psn,
+            max_dest_rd_atomic: 1,
+            min_rnr_timer: o.min_rnr_timer,
+            hop_limit: 64,
+            ..Default::default()
+        };
+        let mask = M::STATE | M::AV | M::PATH_MTU | M::DEST_QPN | M::RQ_PSN | M::MAX_DEST_RD_ATOMIC | M::MIN_RNR_TIMER;
+        self.modify(mask, &rtr)?;
+        let rts = sys::accel_qp_attr {
+            qp_state: sys::ACCEL_QPS_RTS,
+            sq_psn: local_psn & 0xFF_FFFF,
+            timeout: o.timeout,
+            retry_cnt: o.retry_cnt,
+            rnr_retry: o.rnr_retry,
+            max_rd_atomic: 1,
+            ..Default::default()
+        };
+        self.modify(M::STATE | M::SQ_PSN | M::TIMEOUT | M::RETRY_CNT | M::RNR_RETRY | M::MAX_QP_RD_ATOMIC, &rts)
+    }
+
+    /// POST_SEND that also reports `bad_wr` (the index of the first
+    /// rejected WR) on failure; nothing was posted then.
+    pub fn try_post_send(
+        &self,
+        wrs: &[sys::accel_send_wr],
+        sges: &[sys::accel_sge],
+    ) -> std::result::Result<(), (Error, u32)> {
+        const CALL: &str = "POST_SEND";
+        let mut a = sys::accel_post_send {
+            handle: self.handle(),
+            num_wrs: count(CALL, wrs.len()).map_err(|e| (e, 0))?,
+            wrs_ptr: ptr(wrs),
+            num_sges: count(CALL, sges.len()).map_err(|e| (e, 0))?,
+            sges_ptr: ptr(sges),
+            ..Default::default()
+        };
+        self.pd.dev.ioctl(CALL, sys::ACCEL_IOCTL_POST_SEND, &mut a).map_err(|e| (e, a.bad_wr))
+    }
+
+    /// POST_RECV that also reports `bad_wr` on failure.
+    pub fn try_post_recv(
+        &self,
+        wrs: &[sys::accel_recv_wr],
+        sges: &[sys::accel_sge],
+    ) -> std::result::Result<(), (Error, u32)> {
+        const CALL: &str = "POST_RECV";
+        let mut a = sys::accel_post_recv {
+            handle: self.handle(),
+            num_wrs: count(CALL, wrs.len()).map_err(|e| (e, 0))?,
+            wrs_ptr: ptr(wrs),
+            num_sges: count(CALL, sges.len()).map_err(|e| (e, 0))?,
+            sges_ptr: ptr(sges),
+            ..Default::default()
+        };
+        self.pd.dev.ioctl(CALL, sys::ACCEL_IOCTL_POST_RECV, &mut a).map_err(|e| (e, a.bad_wr))
     }
 
     /// QP_QUERY: every attribute.

@@ -37,7 +37,7 @@ mod sync;
 pub use accel_uapi::{Errno, flags, sys, types};
 pub use commands::Commands;
 pub use device::Device;
-pub use fabric::{Cq, Mr, Pd, Qp};
+pub use fabric::{ConnectOptions, Cq, Endpoint, Mr, Pd, Qp, QpInit};
 pub use memory::{Bo, Context, Mapping, map_op, unmap_op};
 pub use queue::{Queue, Submit};
 pub use sync::Syncobj;

@@ -6,6 +6,7 @@
 //! registers N mock devices before the command runs.
 
 mod bench;
+mod pingpong;
 
 use accel_core::Registry;
 use accel_core::inproc::Client;
@@ -77,6 +78,49 @@ enum Cmd {
         /// Live mappings for the VM_BIND scaling benchmark.
         #[arg(long, default_value_t = 1 << 20)]
         live: u64,
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+    },
+    /// rc_pingpong-style RC ping-pong: in this process between two devices, or
+    /// between two processes over RoCE v2/UDP (--server / --connect with --udp).
+    Pingpong {
+        /// Wait for a peer (two processes); needs --udp.
+        #[arg(long, conflicts_with = "connect")]
+        server: bool,
+        /// Connect to the server at this host (two processes); needs --udp.
+        #[arg(long, value_name = "HOST")]
+        connect: Option<String>,
+        /// TCP port of the address exchange.
+        #[arg(long, short = 'p', default_value_t = 18515)]
+        port: u16,
+        /// RoCE v2 over UDP from this local IPv4 address (UDP port 4791 unless IP:PORT).
+        #[arg(long, value_name = "IP[:PORT]")]
+        udp: Option<String>,
+        /// UDP destination port of the RoCE v2 frames.
+        #[arg(long, default_value_t = 4791)]
+        udp_peer_port: u16,
+        /// Message size in bytes.
+        #[arg(long, short = 's', default_value_t = 4096)]
+        size: u32,
+        /// Round trips.
+        #[arg(long, short = 'n', default_value_t = 1000)]
+        iters: u32,
+        /// Path MTU (256, 512, 1024, 2048, 4096).
+        #[arg(long, short = 'm', default_value_t = 1024)]
+        mtu: u32,
+        /// Receives kept posted.
+        #[arg(long, short = 'r', default_value_t = 500)]
+        rx_depth: u32,
+        /// SEND (rc_pingpong) or RDMA WRITE with immediate.
+        #[arg(long, value_enum, default_value = "send")]
+        op: pingpong::Op,
+        /// The client's device (in-process run).
+        #[arg(long, short, default_value = "accel0")]
+        device: String,
+        /// The server's device (in-process run).
+        #[arg(long, default_value = "accel1")]
+        peer_device: String,
         /// Machine-readable output.
         #[arg(long)]
         json: bool,
@@ -397,6 +441,63 @@ fn run(cli: Cli) -> Result<u8, String> {
                 println!("{}", serde_json::to_string_pretty(&lines).map_err(|e| e.to_string())?);
             } else {
                 print!("{}", bench::table(&lines));
+            }
+            Ok(0)
+        }
+        Cmd::Pingpong {
+            server,
+            connect,
+            port,
+            udp,
+            udp_peer_port,
+            size,
+            iters,
+            mtu,
+            rx_depth,
+            op,
+            device,
+            peer_device,
+            json,
+        } => {
+            let o = pingpong::Options { size, iters, mtu, rx_depth, op, timeout: std::time::Duration::from_secs(10) };
+            let (local, remote, out) = if server || connect.is_some() {
+                let udp = udp.ok_or("two processes talk RoCE v2 over UDP: give --udp LOCAL_IP")?;
+                let local: std::net::SocketAddrV4 = if udp.contains(':') {
+                    udp.parse().map_err(|e| format!("--udp {udp}: {e}"))?
+                } else {
+                    let ip: std::net::Ipv4Addr = udp.parse().map_err(|e| format!("--udp {udp}: {e}"))?;
+                    std::net::SocketAddrV4::new(ip, 4791)
+                };
+                let network = test_driver::PortNetwork::Udp { local, peer_port: udp_peer_port };
+                let drv = test_driver::MockDriver::new(test_driver::MockConfig { network, ..Default::default() });
+                if let Some(e) = drv.port_error() {
+                    return Err(e);
+                }
+                let d = registry.register(drv).map_err(|e| format!("registering the UDP device: {e}"))?;
+                let dev = accel::Device::open(d.name()).map_err(|e| format!("{}: {e}", d.name()))?;
+                match connect {
+                    Some(host) => pingpong::client(&dev, &format!("{host}:{port}"), &o)?,
+                    None => pingpong::server(&dev, &format!("0.0.0.0:{port}"), &o)?,
+                }
+            } else {
+                let a = accel::Device::open(&device).map_err(|e| format!("{device}: {e}"))?;
+                let b = accel::Device::open(&peer_device).map_err(|e| format!("{peer_device}: {e}"))?;
+                pingpong::in_process(&a, &b, &o)?
+            };
+            if json {
+                #[derive(Serialize)]
+                struct J<'a> {
+                    local: String,
+                    remote: String,
+                    #[serde(flatten)]
+                    outcome: &'a pingpong::Outcome,
+                }
+                let j = J { local: local.line("local"), remote: remote.line("remote"), outcome: &out };
+                println!("{}", serde_json::to_string_pretty(&j).map_err(|e| e.to_string())?);
+            } else {
+                println!("{}", local.line("local"));
+                println!("{}", remote.line("remote"));
+                print!("{}", out.lines());
             }
             Ok(0)
         }

@@ -144,3 +144,63 @@ fn bench_json_reports_every_benchmark_against_its_baseline() {
     let (code, _, err) = accel(&["bench", "--live", "0"]);
     assert_eq!((code, err.trim()), (1, "accel: --live must be at least 1"));
 }
+
+/// rc_pingpong's four lines: two addresses, then bytes/Mbit and iters/usec.
+fn check_pingpong_lines(out: &str, iters: u32, size: u64) {
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 4, "{out}");
+    assert!(lines[0].starts_with("  local address:  LID 0x0000, QPN 0x"), "{out}");
+    assert!(lines[1].starts_with("  remote address: LID 0x0000, QPN 0x"), "{out}");
+    assert!(lines[0].contains(", PSN 0x") && lines[0].contains(", GID ::ffff:"), "{out}");
+    let bytes = size * u64::from(iters) * 2;
+    assert!(lines[2].starts_with(&format!("{bytes} bytes in ")) && lines[2].ends_with(" Mbit/sec"), "{out}");
+    assert!(lines[3].starts_with(&format!("{iters} iters in ")) && lines[3].ends_with(" usec/iter"), "{out}");
+}
+
+#[test]
+fn pingpong_in_process_prints_rc_pingpong_lines() {
+    let (code, out, err) = accel(&["pingpong", "-n", "200", "-s", "1000", "-m", "256"]);
+    assert_eq!(code, 0, "{err}");
+    check_pingpong_lines(&out, 200, 1000);
+    let (code, out, err) = accel(&["pingpong", "-n", "50", "-s", "70000", "--op", "write", "--json"]);
+    assert_eq!(code, 0, "{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["bytes"], 70000u64 * 50 * 2);
+    assert!(v["usec_per_iter"].as_f64().unwrap() > 0.0);
+    assert!(v["local"].as_str().unwrap().contains("GID ::ffff:10."), "{out}");
+}
+
+#[test]
+fn pingpong_between_two_processes_over_udp() {
+    // Distinct loopback addresses, so both ends use RoCE v2's port 4791, as
+    // two hosts would.
+    let tcp = (20_000 + std::process::id() % 20_000).to_string();
+    let server = Command::new(env!("CARGO_BIN_EXE_accel"))
+        .args(["pingpong", "--server", "--udp", "127.77.0.1", "-p", &tcp, "-n", "500", "-s", "64"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (code, out, err) =
+        accel(&["pingpong", "--connect", "127.0.0.1", "-p", &tcp, "--udp", "127.77.0.2", "-n", "500", "-s", "64"]);
+    let s = server.wait_with_output().unwrap();
+    let sout = String::from_utf8_lossy(&s.stdout);
+    assert_eq!(code, 0, "client: {err}\nserver: {}", String::from_utf8_lossy(&s.stderr));
+    assert_eq!(s.status.code(), Some(0), "{}", String::from_utf8_lossy(&s.stderr));
+    check_pingpong_lines(&out, 500, 64);
+    check_pingpong_lines(&sout, 500, 64);
+    assert!(out.contains("GID ::ffff:127.77.0.2") && out.contains("GID ::ffff:127.77.0.1"), "{out}");
+}
+
+#[test]
+fn pingpong_two_processes_need_udp() {
+    let (code, _, err) = accel(&["pingpong", "--server"]);
+    assert_eq!(code, 1);
+    assert!(err.contains("--udp"), "{err}");
+    let (code, _, err) = accel(&["pingpong", "--connect", "127.0.0.1", "--udp", "0.0.0.0"]);
+    assert_eq!(code, 1);
+    assert!(err.contains("specific unicast"), "{err}");
+    let (code, _, err) = accel(&["pingpong", "-s", "4"]);
+    assert_eq!(code, 1);
+    assert!(err.contains("--size must be at least 8"), "{err}");
+}

@@ -240,6 +240,16 @@ pub trait Link: Send + Sync {
     /// time; a zero timeout polls.
     fn recv(&self, timeout: Duration) -> Result<Option<Received>, LinkError>;
 
+    /// Waits up to `timeout` until a frame can be received, without taking
+    /// it, so that a thread can sleep on the link while another takes the
+    /// frames (`recv` with a zero timeout) under a lock of its own. `true`
+    /// means a frame is probably there. The default sleeps briefly and says
+    /// `true`.
+    fn wait_readable(&self, timeout: Duration) -> Result<bool, LinkError> {
+        std::thread::sleep(timeout.min(Duration::from_micros(100)));
+        Ok(true)
+    }
+
     /// This port's counters.
     fn stats(&self) -> LinkStats;
 }
@@ -689,6 +699,20 @@ impl Link for SwitchPort {
     }
 
     fn recv(&self, timeout: Duration) -> Result<Option<Received>, LinkError> {
+        let deadline = Instant::now().checked_add(timeout);
+        loop {
+            if let Some((src, frame)) = self.rx.frames.lock().pop_front() {
+                self.switch.count(&self.counters, Stat::Received);
+                return Ok(Some(Received { src, src_port: ROCE_V2_UDP_PORT, frame }));
+            }
+            let left = deadline.map_or(FAR_FUTURE, |d| d.saturating_duration_since(Instant::now()));
+            if !self.wait_readable(left)? {
+                return Ok(None);
+            }
+        }
+    }
+
+    fn wait_readable(&self, timeout: Duration) -> Result<bool, LinkError> {
         let sw = &*self.switch;
         let deadline = Instant::now().checked_add(timeout);
         loop {
@@ -700,13 +724,11 @@ impl Link for SwitchPort {
             // adding an earlier timer cannot notify in between.
             let mut q = self.rx.frames.lock();
             drop(st);
-            if let Some((src, frame)) = q.pop_front() {
-                drop(q);
-                sw.count(&self.counters, Stat::Received);
-                return Ok(Some(Received { src, src_port: ROCE_V2_UDP_PORT, frame }));
+            if !q.is_empty() {
+                return Ok(true);
             }
             if deadline.is_some_and(|d| now >= d) {
-                return Ok(None);
+                return Ok(false);
             }
             let wake = match (deadline, next_timer) {
                 (Some(d), Some(t)) => Some(d.min(t)),
@@ -753,9 +775,10 @@ impl Drop for SwitchPort {
 /// address has the same GID; links on one host tell each other apart by
 /// port, through the peer map.
 ///
-/// Concurrent receivers take turns (the read timeout belongs to the
-/// socket): a `recv` waits for the one in progress. Sends never wait for
-/// receivers.
+/// The socket is non-blocking: `recv` drains it under a short lock and
+/// waits in poll(2) without one, so concurrent receivers never wait for
+/// each other's timeouts. Sends never wait for receivers; a full send
+/// buffer drops the frame (counted), as a congested network would.
 pub struct UdpLink {
     socket: UdpSocket,
     local: SocketAddrV4,
@@ -763,8 +786,7 @@ pub struct UdpLink {
     peer_port: u16,
     peers: RwLock<HashMap<Gid, SocketAddrV4>>,
     counters: Counters,
-    /// Serialises receivers (the read timeout is per socket) and holds the
-    /// receive buffer.
+    /// The receive buffer (receivers take turns for it, never while waiting).
     rx: Mutex<Vec<u8>>,
 }
 
@@ -791,6 +813,13 @@ impl UdpLink {
             )));
         }
         let socket = UdpSocket::bind(local).map_err(io_err)?;
+        // Receivers wait in poll(2) and take frames without blocking, so a
+        // thread can sleep on the link while another drains it.
+        socket.set_nonblocking(true).map_err(io_err)?;
+        // Room for a window of 4 KiB frames; the kernel caps it at
+        // net.core.[rw]mem_max, and a smaller buffer only costs retransmissions.
+        let _ = nix::sys::socket::setsockopt(&socket, nix::sys::socket::sockopt::RcvBuf, &(4 << 20));
+        let _ = nix::sys::socket::setsockopt(&socket, nix::sys::socket::sockopt::SndBuf, &(4 << 20));
         let local = match socket.local_addr().map_err(io_err)? {
             SocketAddr::V4(a) => a,
             SocketAddr::V6(a) => return Err(LinkError::Io(format!("socket bound to IPv6 address {a}"))),
@@ -889,40 +918,47 @@ impl Link for UdpLink {
     }
 
     fn recv(&self, timeout: Duration) -> Result<Option<Received>, LinkError> {
-        let mut buf = self.rx.lock();
         let deadline = Instant::now().checked_add(timeout);
         loop {
-            let remaining = deadline.map(|d| d.saturating_duration_since(Instant::now()));
-            let poll = remaining.is_some_and(|r| r.is_zero());
-            if poll {
-                self.socket.set_nonblocking(true).map_err(io_err)?;
-            } else {
-                self.socket.set_read_timeout(remaining).map_err(io_err)?;
-            }
-            let got = self.socket.recv_from(&mut buf[..]);
-            if poll {
-                self.socket.set_nonblocking(false).map_err(io_err)?;
-            }
-            match got {
-                Ok((n, SocketAddr::V4(src))) => {
-                    self.counters.bump(Stat::Received);
-                    let frame = buf.get(..n).unwrap_or_default().to_vec();
-                    return Ok(Some(Received { src: gid_from_ipv4(*src.ip()), src_port: src.port(), frame }));
+            // The socket is non-blocking: take what is there.
+            {
+                let mut buf = self.rx.lock();
+                loop {
+                    match self.socket.recv_from(&mut buf[..]) {
+                        Ok((n, SocketAddr::V4(src))) => {
+                            self.counters.bump(Stat::Received);
+                            let frame = buf.get(..n).unwrap_or_default().to_vec();
+                            return Ok(Some(Received { src: gid_from_ipv4(*src.ip()), src_port: src.port(), frame }));
+                        }
+                        // An IPv4 socket has no IPv6 peers.
+                        Ok((_, SocketAddr::V6(_))) => {}
+                        Err(e) => match e.kind() {
+                            io::ErrorKind::WouldBlock => break,
+                            io::ErrorKind::Interrupted
+                            | io::ErrorKind::ConnectionRefused
+                            | io::ErrorKind::ConnectionReset => {}
+                            _ => return Err(io_err(e)),
+                        },
+                    }
                 }
-                // An IPv4 socket has no IPv6 peers.
-                Ok((_, SocketAddr::V6(_))) => {}
-                Err(e) => match e.kind() {
-                    io::ErrorKind::WouldBlock
-                    | io::ErrorKind::TimedOut
-                    | io::ErrorKind::Interrupted
-                    | io::ErrorKind::ConnectionRefused
-                    | io::ErrorKind::ConnectionReset => {}
-                    _ => return Err(io_err(e)),
-                },
             }
-            if poll {
+            let left = deadline.map_or(FAR_FUTURE, |d| d.saturating_duration_since(Instant::now()));
+            if left.is_zero() || !self.wait_readable(left)? {
                 return Ok(None);
             }
+        }
+    }
+
+    /// poll(2) on the socket (millisecond granularity, rounded up).
+    fn wait_readable(&self, timeout: Duration) -> Result<bool, LinkError> {
+        use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+        use std::os::fd::AsFd;
+        let ms = timeout.as_nanos().div_ceil(1_000_000).min(i32::MAX as u128) as i32;
+        let mut fds = [PollFd::new(self.socket.as_fd(), PollFlags::POLLIN)];
+        match poll(&mut fds, PollTimeout::try_from(ms).unwrap_or(PollTimeout::MAX)) {
+            Ok(n) => Ok(n > 0),
+            Err(nix::errno::Errno::EINTR) => Ok(false),
+            Err(e) => Err(LinkError::Io(format!("poll: {e}"))),
         }
     }
 

@@ -22,7 +22,7 @@ use crate::device::{Device, max};
 use crate::driver::PortInfo;
 use crate::error::{Error, Result};
 use crate::fabric::link::Link;
-use crate::roce::engine::{RcConfig, RcDriver, RcQp, RcTimers, RecvWr, SendOp, SendWr, Wc, WcSink};
+use crate::roce::engine::{RcConfig, RcDriver, RcPort, RcQp, RcTimers, RecvWr, SendOp, SendWr, Wc, WcSink};
 use crate::roce::mr::{Access, AccessError, RcMemory};
 use crate::roce::qp_state::{QpAttrs, check_modify};
 use accel_uapi::flags::{MrAccess, QpAttrMask, SendFlags, WcFlags};
@@ -31,7 +31,7 @@ use accel_uapi::types::{EventType, Mtu, PortState, QpState, WcOpcode, WcStatus, 
 use parking_lot::{Mutex, RwLock};
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, OnceLock, Weak};
 
 /// Pending async events kept per file; older ones are kept, newer ones
 /// counted as lost past this.
@@ -381,6 +381,9 @@ pub struct Cq {
     handle: OnceLock<u32>,
     /// QPs using the CQ (CQ_DESTROY is EBUSY while non-zero).
     users: AtomicU32,
+    /// The ports of the QPs that complete here: polling an empty CQ
+    /// receives on them in the caller's thread.
+    ports: Mutex<Vec<Weak<RcPort>>>,
     _slot: Slot,
 }
 
@@ -397,6 +400,7 @@ impl Cq {
             events,
             handle: OnceLock::new(),
             users: AtomicU32::new(0),
+            ports: Mutex::new(Vec::new()),
             _slot: Slot::take(device, SlotKind::Cq)?,
         }))
     }
@@ -432,9 +436,25 @@ impl Cq {
         true
     }
 
+    fn watch_port(&self, port: &Arc<RcPort>) {
+        let mut ports = self.ports.lock();
+        ports.retain(|p| p.strong_count() > 0);
+        if !ports.iter().any(|p| std::ptr::eq(p.as_ptr(), Arc::as_ptr(port))) {
+            ports.push(Arc::downgrade(port));
+        }
+    }
+
     /// Takes up to `n` completions, oldest first. EIO once an overrun CQ
-    /// has been drained.
+    /// has been drained. An empty CQ first receives on its QPs' ports in
+    /// the caller's thread ([`RcPort::progress`]): a busy-polling caller
+    /// gets its completions without waiting for a port thread to wake.
     pub fn poll(&self, n: usize) -> Result<Vec<sys::accel_wc>> {
+        if n > 0 && self.st.lock().wcs.is_empty() {
+            let ports: Vec<Arc<RcPort>> = self.ports.lock().iter().filter_map(Weak::upgrade).collect();
+            for p in ports {
+                p.progress();
+            }
+        }
         let mut st = self.st.lock();
         if st.wcs.is_empty() && st.overrun {
             return Err(Error::Device("CQ overrun: completions were lost".into()));
@@ -715,6 +735,8 @@ impl Qp {
                     engine.post_recv(wr);
                 }
                 rt.driver.add(engine.clone());
+                self.send_cq.watch_port(rt.driver.port());
+                self.recv_cq.watch_port(rt.driver.port());
                 st.engine = Some(engine);
                 st.port = Some(rt);
             }

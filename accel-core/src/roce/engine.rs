@@ -1207,8 +1207,67 @@ fn flush_wc(cfg: &RcConfig, wr: &SendWr) -> Wc {
     }
 }
 
-/// The QPs of one [`RcDriver`], by QP number.
-type QpMap = Arc<parking_lot::RwLock<HashMap<u32, Arc<RcQp>>>>;
+/// One port's frame dispatch, shared by its [`RcDriver`] thread and by
+/// threads that poll for completions ([`RcPort::progress`]).
+///
+/// Frames are taken from the link and handled only under `rx`, so they
+/// reach their QPs in arrival order whoever takes them. While someone polls,
+/// the driver thread leaves the link to the poller (it only runs the timers),
+/// so an application that busy-polls its CQ receives in its own thread,
+/// without a thread wake-up per packet, as with NAPI busy polling.
+pub struct RcPort {
+    link: Arc<dyn Link>,
+    qps: parking_lot::RwLock<HashMap<u32, Arc<RcQp>>>,
+    rx: Mutex<()>,
+    /// When a poller last ran, in microseconds since `epoch`.
+    last_poll: std::sync::atomic::AtomicU64,
+    epoch: Instant,
+}
+
+impl std::fmt::Debug for RcPort {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RcPort").field("qps", &self.qps.read().len()).finish_non_exhaustive()
+    }
+}
+
+/// How long after the last [`RcPort::progress`] the driver thread leaves
+/// the link to pollers.
+const POLLER_GRACE: Duration = Duration::from_millis(2);
+
+impl RcPort {
+    fn now_us(&self) -> u64 {
+        self.epoch.elapsed().as_micros() as u64
+    }
+
+    /// Takes every frame waiting on the link and hands each to its QP.
+    /// The caller holds `rx`.
+    fn drain(&self) -> usize {
+        let mut n = 0;
+        while let Ok(Some(rx)) = self.link.recv(Duration::ZERO) {
+            n += 1;
+            let qp = Bth::decode(&rx.frame).ok().and_then(|bth| self.qps.read().get(&bth.dest_qp).cloned());
+            if let Some(qp) = qp {
+                qp.handle_frame(&rx);
+            }
+        }
+        n
+    }
+
+    /// Receives and handles what the link holds, in the caller's thread
+    /// (unless another thread is doing so). Returns the frames handled.
+    pub fn progress(&self) -> usize {
+        self.last_poll.store(self.now_us(), AtomicOrdering::Relaxed);
+        match self.rx.try_lock() {
+            Some(_g) => self.drain(),
+            None => 0,
+        }
+    }
+
+    fn polled_recently(&self) -> bool {
+        let last = self.last_poll.load(AtomicOrdering::Relaxed);
+        last != 0 && self.now_us().saturating_sub(last) < POLLER_GRACE.as_micros() as u64
+    }
+}
 
 /// A thread that feeds the frames of one [`Link`] to its QPs (by the BTH
 /// destination QP) and runs their timers every 200 microseconds or so. QPs
@@ -1216,7 +1275,7 @@ type QpMap = Arc<parking_lot::RwLock<HashMap<u32, Arc<RcQp>>>>;
 #[derive(Debug)]
 pub struct RcDriver {
     stop: Arc<AtomicBool>,
-    qps: QpMap,
+    port: Arc<RcPort>,
     thread: Option<JoinHandle<()>>,
 }
 
@@ -1234,25 +1293,34 @@ impl RcDriver {
     pub fn start(link: Arc<dyn Link>, name: String) -> RcDriver {
         let stop = Arc::new(AtomicBool::new(false));
         let flag = Arc::clone(&stop);
-        let qps: QpMap = Arc::default();
-        let map = Arc::clone(&qps);
+        let port = Arc::new(RcPort {
+            link,
+            qps: parking_lot::RwLock::default(),
+            rx: Mutex::new(()),
+            last_poll: std::sync::atomic::AtomicU64::new(0),
+            epoch: Instant::now(),
+        });
+        let p = Arc::clone(&port);
         let run = move || {
+            let tick = Duration::from_micros(200);
             let mut last_tick = Instant::now();
             while !flag.load(AtomicOrdering::Relaxed) {
-                match link.recv(Duration::from_micros(500)) {
-                    Ok(Some(rx)) => {
-                        let qp = Bth::decode(&rx.frame).ok().and_then(|bth| map.read().get(&bth.dest_qp).cloned());
-                        if let Some(qp) = qp {
-                            qp.handle_frame(&rx);
+                if p.polled_recently() {
+                    std::thread::sleep(tick);
+                } else {
+                    match p.link.wait_readable(Duration::from_micros(500)) {
+                        Ok(true) => {
+                            let _g = p.rx.lock();
+                            p.drain();
                         }
+                        Ok(false) => {}
+                        Err(_) => std::thread::sleep(Duration::from_millis(1)),
                     }
-                    Ok(None) => {}
-                    Err(_) => std::thread::sleep(Duration::from_millis(1)),
                 }
                 let now = Instant::now();
-                if now.duration_since(last_tick) >= Duration::from_micros(200) {
+                if now.duration_since(last_tick) >= tick {
                     last_tick = now;
-                    let qps: Vec<Arc<RcQp>> = map.read().values().cloned().collect();
+                    let qps: Vec<Arc<RcQp>> = p.qps.read().values().cloned().collect();
                     for qp in qps {
                         qp.tick(now);
                     }
@@ -1262,7 +1330,7 @@ impl RcDriver {
         // A thread that cannot be spawned leaves the driver without one: its
         // QPs then never hear from the link, and time out like a dead port.
         let thread = std::thread::Builder::new().name(name).spawn(run).ok();
-        RcDriver { stop, qps, thread }
+        RcDriver { stop, port, thread }
     }
 
     /// Whether the thread is running.
@@ -1270,21 +1338,28 @@ impl RcDriver {
         self.thread.is_some()
     }
 
+    /// The port, for pollers ([`RcPort::progress`]).
+    pub fn port(&self) -> &Arc<RcPort> {
+        &self.port
+    }
+
     /// Starts delivering frames for `qp`'s number to it (replacing any QP
     /// with the same number).
     pub fn add(&self, qp: Arc<RcQp>) {
-        self.qps.write().insert(qp.cfg.qpn, qp);
+        self.port.qps.write().insert(qp.cfg.qpn, qp);
     }
 
     /// Stops delivering frames to QP `qpn`; returns it.
     pub fn remove(&self, qpn: u32) -> Option<Arc<RcQp>> {
-        self.qps.write().remove(&qpn)
+        self.port.qps.write().remove(&qpn)
     }
 }
 
 impl Drop for RcDriver {
     fn drop(&mut self) {
         self.stop.store(true, AtomicOrdering::Relaxed);
+        // Frames and QPs must not outlive the driver through the port's map.
+        self.port.qps.write().clear();
         if let Some(t) = self.thread.take() {
             // The driver may be dropped by its own thread (it held the last
             // reference to a QP whose memory kept the owner alive): it then

@@ -27,7 +27,7 @@ use crate::roce::mr::{Access, AccessError, RcMemory};
 use crate::roce::qp_state::{QpAttrs, check_modify};
 use accel_uapi::flags::{MrAccess, QpAttrMask, SendFlags, WcFlags};
 use accel_uapi::sys;
-use accel_uapi::types::{EventType, Mtu, PortState, QpState, WcOpcode, WcStatus, WrOpcode};
+use accel_uapi::types::{EventType, Mtu, PortState, QpState, WcOpcode, WrOpcode};
 use parking_lot::{Mutex, RwLock};
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
@@ -113,15 +113,21 @@ enum SlotKind {
     Qp,
 }
 
-impl Slot {
-    fn take(device: &Arc<Device>, kind: SlotKind) -> Result<Slot> {
-        let f = &device.fabric;
-        let (c, limit, what) = match kind {
+impl SlotKind {
+    /// The device-wide counter of this kind, its limit, and its name.
+    fn counter(self, f: &Fabric) -> (&AtomicU32, u32, &'static str) {
+        match self {
             SlotKind::Pd => (&f.pds, max::PDS, "PDs"),
             SlotKind::Mr => (&f.mrs, max::MRS, "MRs"),
             SlotKind::Cq => (&f.cqs, max::CQS, "CQs"),
             SlotKind::Qp => (&f.qps, max::QPS, "QPs"),
-        };
+        }
+    }
+}
+
+impl Slot {
+    fn take(device: &Arc<Device>, kind: SlotKind) -> Result<Slot> {
+        let (c, limit, what) = kind.counter(&device.fabric);
         c.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| (n < limit).then_some(n + 1))
             .map_err(|_| Error::Busy(format!("device limit of {limit} {what} reached")))?;
         Ok(Slot { device: device.clone(), kind })
@@ -130,14 +136,7 @@ impl Slot {
 
 impl Drop for Slot {
     fn drop(&mut self) {
-        let f = &self.device.fabric;
-        let c = match self.kind {
-            SlotKind::Pd => &f.pds,
-            SlotKind::Mr => &f.mrs,
-            SlotKind::Cq => &f.cqs,
-            SlotKind::Qp => &f.qps,
-        };
-        c.fetch_sub(1, Ordering::AcqRel);
+        self.kind.counter(&self.device.fabric).0.fetch_sub(1, Ordering::AcqRel);
     }
 }
 
@@ -516,6 +515,15 @@ pub struct QpCaps {
     pub sig_all: bool,
 }
 
+impl QpInner {
+    /// Takes the engine off its port (RESET, destroy).
+    fn detach(&mut self, qpn: u32) {
+        if let (Some(rt), Some(_)) = (self.port.take(), self.engine.take()) {
+            rt.driver.remove(qpn);
+        }
+    }
+}
+
 struct QpInner {
     state: QpState,
     attrs: QpAttrs,
@@ -544,13 +552,6 @@ impl std::fmt::Debug for Qp {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Qp").field("qpn", &self.qpn).finish_non_exhaustive()
     }
-}
-
-/// One validated send WR.
-#[derive(Debug)]
-pub struct PostSend {
-    /// The engine's WR.
-    wr: SendWr,
 }
 
 /// Gathers WR `i`'s SGEs from the call's SGE array.
@@ -691,7 +692,7 @@ impl Qp {
         };
         match (cur, next) {
             (_, QpState::Reset) => {
-                self.detach(&mut st);
+                st.detach(self.qpn);
                 st.early_recv.clear();
                 attrs = QpAttrs { port_num: st.attrs.port_num, ..QpAttrs::default() };
             }
@@ -764,22 +765,7 @@ impl Qp {
     }
 
     fn flush_recv(&self, wr: &RecvWr) {
-        let wc = Wc {
-            wr_id: wr.wr_id,
-            status: WcStatus::WrFlushErr,
-            opcode: WcOpcode::Recv,
-            byte_len: 0,
-            imm: None,
-            qp_num: self.qpn,
-        };
-        self.recv_cq.push(to_sys_wc(&wc, 0));
-    }
-
-    /// Takes the engine off its port.
-    fn detach(&self, st: &mut QpInner) {
-        if let (Some(rt), Some(_)) = (st.port.take(), st.engine.take()) {
-            rt.driver.remove(self.qpn);
-        }
+        self.recv_cq.push(to_sys_wc(&Wc::flushed_recv(wr.wr_id, self.qpn), 0));
     }
 
     /// Validates send WRs against the QP; `Err((index, error))` names the
@@ -788,7 +774,7 @@ impl Qp {
         &self,
         wrs: &[sys::accel_send_wr],
         sges: &[sys::accel_sge],
-    ) -> Result<Vec<PostSend>, (usize, Error)> {
+    ) -> Result<Vec<SendWr>, (usize, Error)> {
         let max_msg = self.device.limits.max_msg_size;
         let sig_all = self.caps.sig_all;
         wrs.iter()
@@ -805,43 +791,29 @@ impl Qp {
                     WrOpcode::RdmaRead => SendOp::RdmaRead,
                 };
                 let signaled = sig_all || SendFlags::from_bits_retain(w.send_flags).contains(SendFlags::SIGNALED);
-                Ok(PostSend {
-                    wr: SendWr {
-                        wr_id: w.wr_id,
-                        opcode,
-                        sges,
-                        remote_addr: w.remote_addr,
-                        rkey: w.rkey,
-                        imm: u32::from_be(w.imm_data),
-                        signaled,
-                    },
+                Ok(SendWr {
+                    wr_id: w.wr_id,
+                    opcode,
+                    sges,
+                    remote_addr: w.remote_addr,
+                    rkey: w.rkey,
+                    imm: u32::from_be(w.imm_data),
+                    signaled,
                 })
             })
             .collect()
     }
 
     /// POST_SEND of WRs validated by [`Qp::check_sends`]: all or none.
-    pub fn post_send(&self, wrs: Vec<PostSend>) -> Result<()> {
+    pub fn post_send(&self, wrs: Vec<SendWr>) -> Result<()> {
         let st = self.st.lock();
         let state = Self::state_of(&st);
         let engine = match (state, &st.engine) {
             (QpState::Rts | QpState::Err, Some(e)) => e.clone(),
             (QpState::Err, None) => {
                 drop(st);
-                for w in wrs {
-                    let wc = Wc {
-                        wr_id: w.wr.wr_id,
-                        status: WcStatus::WrFlushErr,
-                        opcode: match w.wr.opcode {
-                            SendOp::Send | SendOp::SendWithImm => WcOpcode::Send,
-                            SendOp::RdmaWrite | SendOp::RdmaWriteWithImm => WcOpcode::RdmaWrite,
-                            SendOp::RdmaRead => WcOpcode::RdmaRead,
-                        },
-                        byte_len: 0,
-                        imm: None,
-                        qp_num: self.qpn,
-                    };
-                    self.send_cq.push(to_sys_wc(&wc, 0));
+                for wr in &wrs {
+                    self.send_cq.push(to_sys_wc(&Wc::flushed_send(wr, self.qpn), 0));
                 }
                 return Ok(());
             }
@@ -856,8 +828,8 @@ impl Qp {
                 self.caps.max_send_wr
             )));
         }
-        for w in wrs {
-            engine.post_send(w.wr).map_err(|e| Error::invalid(e.to_string()))?;
+        for wr in wrs {
+            engine.post_send(wr).map_err(|e| Error::invalid(e.to_string()))?;
         }
         Ok(())
     }
@@ -916,10 +888,7 @@ impl Qp {
 
 impl Drop for Qp {
     fn drop(&mut self) {
-        let st = self.st.get_mut();
-        if let (Some(rt), Some(_)) = (st.port.take(), st.engine.take()) {
-            rt.driver.remove(self.qpn);
-        }
+        self.st.get_mut().detach(self.qpn);
         self.device.fabric.free_qpn(self.qpn);
         self.pd.users.fetch_sub(1, Ordering::AcqRel);
         self.send_cq.users.fetch_sub(1, Ordering::AcqRel);

@@ -498,7 +498,7 @@ impl RcQp {
         let len = total as u32;
         let mut st = self.state.lock();
         if st.error {
-            self.push_wc(&mut st, flush_wc(&self.cfg, &wr));
+            self.push_wc(&mut st, Wc::flushed_send(&wr, self.cfg.qpn));
             return Ok(());
         }
         let mut data = Vec::new();
@@ -538,15 +538,7 @@ impl RcQp {
     pub fn post_recv(&self, wr: RecvWr) {
         let mut st = self.state.lock();
         if st.error {
-            let wc = Wc {
-                wr_id: wr.wr_id,
-                status: WcStatus::WrFlushErr,
-                opcode: WcOpcode::Recv,
-                byte_len: 0,
-                imm: None,
-                qp_num: self.cfg.qpn,
-            };
-            self.push_wc(&mut st, wc);
+            self.push_wc(&mut st, Wc::flushed_recv(wr.wr_id, self.cfg.qpn));
         } else {
             st.resp.rq.push_back(wr);
         }
@@ -593,7 +585,7 @@ impl RcQp {
         st.req.timer = None;
         st.req.rnr_until = None;
         while let Some(w) = st.req.sq.pop_front() {
-            let wc = flush_wc(&self.cfg, &w.wr);
+            let wc = Wc::flushed_send(&w.wr, self.cfg.qpn);
             self.push_wc(st, wc);
         }
         st.req.cur_idx = 0;
@@ -602,15 +594,7 @@ impl RcQp {
             st.resp.rq.push_front(r.wr);
         }
         while let Some(r) = st.resp.rq.pop_front() {
-            let wc = Wc {
-                wr_id: r.wr_id,
-                status: WcStatus::WrFlushErr,
-                opcode: WcOpcode::Recv,
-                byte_len: 0,
-                imm: None,
-                qp_num: self.cfg.qpn,
-            };
-            self.push_wc(st, wc);
+            self.push_wc(st, Wc::flushed_recv(r.wr_id, self.cfg.qpn));
         }
     }
 
@@ -1196,14 +1180,22 @@ fn data_opcode(op: SendOp, first: bool, last: bool) -> Opcode {
     }
 }
 
-fn flush_wc(cfg: &RcConfig, wr: &SendWr) -> Wc {
-    Wc {
-        wr_id: wr.wr_id,
-        status: WcStatus::WrFlushErr,
-        opcode: wc_opcode(wr.opcode),
-        byte_len: 0,
-        imm: None,
-        qp_num: cfg.qpn,
+impl Wc {
+    /// The WR_FLUSH_ERR completion of send WR `wr` on QP `qpn`.
+    pub fn flushed_send(wr: &SendWr, qpn: u32) -> Wc {
+        Wc {
+            wr_id: wr.wr_id,
+            status: WcStatus::WrFlushErr,
+            opcode: wc_opcode(wr.opcode),
+            byte_len: 0,
+            imm: None,
+            qp_num: qpn,
+        }
+    }
+
+    /// The WR_FLUSH_ERR completion of receive WR `wr_id` on QP `qpn`.
+    pub fn flushed_recv(wr_id: u64, qpn: u32) -> Wc {
+        Wc { wr_id, status: WcStatus::WrFlushErr, opcode: WcOpcode::Recv, byte_len: 0, imm: None, qp_num: qpn }
     }
 }
 

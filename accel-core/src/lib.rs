@@ -4,7 +4,7 @@
 //! implements what is hardware specific ([`Driver`]):
 //! - [`Registry`] turns driver instances into devices `accelN`;
 //! - [`File`] is one open, with per-file handle tables and quotas;
-//! - [`dispatch`] is the one path userspace bytes take into the core
+//! - [`dispatch()`] is the one path userspace bytes take into the core
 //!   (UAPI-RULES.md 5-9), table-driven from `accel_uapi::ioctl`;
 //! - [`Context`] owns a private VA space, changed by VM_BIND all-or-nothing;
 //! - [`Bo`] is device memory with memfd-backed CPU access, export and import;
@@ -60,5 +60,5 @@ pub use interval::{IntervalMap, Splittable};
 pub use memory::HostMemory;
 pub use range_alloc::RangeAllocator;
 pub use stats::Stats;
-pub use user::{ProcessMemory, UserMemory};
+pub use user::{ProcessMemory, SliceMemory, UserMemory};
 pub use vm::Context;

@@ -5,6 +5,7 @@
 use accel_uapi::Errno;
 use nix::sys::uio::{RemoteIoVec, process_vm_readv, process_vm_writev};
 use nix::unistd::Pid;
+use std::cell::RefCell;
 use std::io::{IoSlice, IoSliceMut};
 
 /// Access to the caller's memory. Every method fails with EFAULT on a range
@@ -60,6 +61,111 @@ impl UserMemory for ProcessMemory {
     }
 }
 
+/// User memory made of buffers a Rust caller lends for one ioctl (the safe
+/// library): each nested pointer is the address of a lent slice, and the
+/// dispatcher's accesses are bounds-checked copies from and to those slices.
+/// An address range that is not inside one lent slice is EFAULT, as an
+/// unmapped page is for [`ProcessMemory`]; unlike it, no system call is made.
+///
+/// ```
+/// use accel_core::{SliceMemory, UserMemory};
+/// let input = [1u8, 2, 3, 4];
+/// let mut output = [0u8; 2];
+/// let mut mem = SliceMemory::new();
+/// let at = mem.lend(&input);
+/// let out_at = mem.lend_mut(&mut output);
+/// let mut got = [0u8; 2];
+/// mem.copy_in(at + 2, &mut got).unwrap();
+/// assert_eq!(got, [3, 4]);
+/// assert_eq!(mem.copy_in(at + 3, &mut got), Err(accel_uapi::Errno::EFAULT));
+/// mem.copy_out(out_at, &[9, 9]).unwrap();
+/// drop(mem);
+/// assert_eq!(output, [9, 9]);
+/// ```
+#[derive(Debug, Default)]
+pub struct SliceMemory<'a> {
+    inputs: Vec<&'a [u8]>,
+    outputs: Vec<RefCell<&'a mut [u8]>>,
+}
+
+/// Where `[addr, addr + len)` starts inside a slice at `base` of `size`
+/// bytes, if it lies entirely inside it.
+fn offset_in(base: u64, size: usize, addr: u64, len: usize) -> Option<usize> {
+    let off = usize::try_from(addr.checked_sub(base)?).ok()?;
+    (off.checked_add(len)? <= size).then_some(off)
+}
+
+fn address(s: &[u8]) -> u64 {
+    s.as_ptr().expose_provenance() as u64
+}
+
+impl<'a> SliceMemory<'a> {
+    /// No memory lent yet: every access is EFAULT.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Lends `s` for reading; returns the user pointer to put in the ioctl struct.
+    pub fn lend(&mut self, s: &'a [u8]) -> u64 {
+        self.inputs.push(s);
+        address(s)
+    }
+
+    /// Lends `s` for reading and writing; returns its user pointer.
+    pub fn lend_mut(&mut self, s: &'a mut [u8]) -> u64 {
+        let at = address(s);
+        self.outputs.push(RefCell::new(s));
+        at
+    }
+}
+
+impl UserMemory for SliceMemory<'_> {
+    fn copy_in(&self, addr: u64, dst: &mut [u8]) -> Result<(), Errno> {
+        if dst.is_empty() {
+            return Ok(());
+        }
+        let len = dst.len();
+        for s in &self.inputs {
+            if let Some(off) = offset_in(address(s), s.len(), addr, len) {
+                dst.copy_from_slice(&s[off..off + len]);
+                return Ok(());
+            }
+        }
+        for s in &self.outputs {
+            let s = s.borrow();
+            if let Some(off) = offset_in(address(&s), s.len(), addr, len) {
+                dst.copy_from_slice(&s[off..off + len]);
+                return Ok(());
+            }
+        }
+        Err(Errno::EFAULT)
+    }
+
+    fn copy_out(&self, addr: u64, src: &[u8]) -> Result<(), Errno> {
+        if src.is_empty() {
+            return Ok(());
+        }
+        for s in &self.outputs {
+            let mut s = s.borrow_mut();
+            if let Some(off) = offset_in(address(&s), s.len(), addr, src.len()) {
+                s[off..off + src.len()].copy_from_slice(src);
+                return Ok(());
+            }
+        }
+        Err(Errno::EFAULT)
+    }
+
+    fn check_writable(&self, addr: u64, len: usize) -> Result<(), Errno> {
+        if len == 0
+            || self.outputs.iter().any(|s| offset_in(address(&s.borrow()), s.borrow().len(), addr, len).is_some())
+        {
+            Ok(())
+        } else {
+            Err(Errno::EFAULT)
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -79,5 +185,34 @@ mod tests {
         // Read-only memory (a string literal in .rodata) is not writable.
         let ro: &'static [u8] = b"read-only";
         assert_eq!(ProcessMemory.check_writable(ro.as_ptr() as u64, ro.len()), Err(Errno::EFAULT));
+    }
+
+    #[test]
+    fn slice_memory_bounds() {
+        let a = [1u8, 2, 3, 4, 5, 6, 7, 8];
+        let mut b = [0u8; 4];
+        let mut mem = SliceMemory::new();
+        let pa = mem.lend(&a);
+        let pb = mem.lend_mut(&mut b);
+        let mut dst = [0u8; 4];
+        mem.copy_in(pa + 4, &mut dst).unwrap();
+        assert_eq!(dst, [5, 6, 7, 8]);
+        // One byte past the end, before the start, the null page, wrapping.
+        assert_eq!(mem.copy_in(pa + 5, &mut dst), Err(Errno::EFAULT));
+        assert_eq!(mem.copy_in(pa - 1, &mut dst), Err(Errno::EFAULT));
+        assert_eq!(mem.copy_in(0, &mut dst), Err(Errno::EFAULT));
+        assert_eq!(mem.copy_in(u64::MAX, &mut dst), Err(Errno::EFAULT));
+        // Lent for reading only: not writable.
+        assert_eq!(mem.check_writable(pa, 4), Err(Errno::EFAULT));
+        assert_eq!(mem.copy_out(pa, &[0; 4]), Err(Errno::EFAULT));
+        assert_eq!(mem.check_writable(pb, 4), Ok(()));
+        assert_eq!(mem.check_writable(pb + 1, 4), Err(Errno::EFAULT));
+        mem.copy_out(pb + 1, &[7, 7, 7]).unwrap();
+        mem.copy_in(pb, &mut dst).unwrap();
+        assert_eq!(dst, [0, 7, 7, 7]);
+        assert_eq!(mem.check_writable(pb, 0), Ok(()));
+        drop(mem);
+        assert_eq!(b, [0, 7, 7, 7]);
+        assert_eq!(SliceMemory::new().copy_in(pa, &mut dst), Err(Errno::EFAULT));
     }
 }

@@ -1,10 +1,9 @@
 //! [`Device`]: one open of an accel device, its queries and object constructors.
 
-use super::{
-    Bo, BoHandle, ContextId, Cq, Error, Pd, Result, Syncobj, SyncobjHandle, count, err, mut_ptr, ptr, returned_handle,
-};
+use super::{Bo, BoHandle, ContextId, Cq, Error, Pd, Result, Syncobj, SyncobjHandle, count, err, returned_handle};
 use crate::lib_api::memory::ContextInner;
 use crate::lib_api::{Context, fabric};
+use accel_core::SliceMemory;
 use accel_core::inproc::Client;
 use accel_uapi::flags::{BoFlags, Caps, SyncobjCreateFlags, SyncobjWaitFlags};
 use accel_uapi::{Errno, sys};
@@ -106,6 +105,18 @@ impl Device {
         self.ioctl_bytes(call, cmd, arg.as_mut_bytes())
     }
 
+    /// A typed ioctl whose nested pointers all point into slices lent in
+    /// `mem`: the core copies from and to them without a system call.
+    pub(crate) fn ioctl_lent<T: IntoBytes + FromBytes>(
+        &self,
+        call: &'static str,
+        cmd: u32,
+        arg: &mut T,
+        mem: &SliceMemory<'_>,
+    ) -> Result<()> {
+        self.shared.client.ioctl_with(cmd, arg.as_mut_bytes(), mem).map_err(err(call))
+    }
+
     /// A raw ioctl on bytes (whose length should be the size `cmd` encodes).
     pub fn ioctl_bytes(&self, call: &'static str, cmd: u32, arg: &mut [u8]) -> Result<()> {
         self.shared.client.ioctl(cmd, arg).map_err(err(call))
@@ -134,9 +145,11 @@ impl Device {
             return Ok(Vec::new());
         }
         let mut buf = vec![0u8; a.size as usize];
-        let data_ptr = mut_ptr(&mut buf);
+        let mut mem = SliceMemory::new();
+        let data_ptr = mem.lend_mut(&mut buf);
         let mut a = sys::accel_device_query { query_id: id, size: a.size, data_ptr, ..Default::default() };
-        self.ioctl(call, sys::ACCEL_IOCTL_DEVICE_QUERY, &mut a)?;
+        self.ioctl_lent(call, sys::ACCEL_IOCTL_DEVICE_QUERY, &mut a, &mem)?;
+        drop(mem);
         buf.truncate(a.size as usize);
         Ok(buf)
     }
@@ -303,16 +316,17 @@ impl Device {
         let mut flags = SyncobjWaitFlags::empty();
         flags.set(SyncobjWaitFlags::ALL, all);
         flags.set(SyncobjWaitFlags::WAIT_FOR_SUBMIT, wait_for_submit);
+        let mut mem = SliceMemory::new();
         let mut a = sys::accel_syncobj_wait {
-            handles_ptr: ptr(&handles),
-            points_ptr: ptr(&points),
+            handles_ptr: mem.lend(handles.as_bytes()),
+            points_ptr: mem.lend(points.as_bytes()),
             timeout_ns: deadline_ns,
             count: count(CALL, syncs.len())?,
             flags: flags.bits(),
             ..Default::default()
         };
         loop {
-            match self.ioctl(CALL, sys::ACCEL_IOCTL_SYNCOBJ_WAIT, &mut a) {
+            match self.ioctl_lent(CALL, sys::ACCEL_IOCTL_SYNCOBJ_WAIT, &mut a, &mem) {
                 Err(e) if e.errno == Errno::EINTR => continue,
                 r => return r.map(|()| a.first_signaled),
             }

@@ -4,12 +4,14 @@
 //! returns EOPNOTSUPP. Each object is destroyed on drop, after the objects
 //! that use it (a QP keeps its PD and CQs alive, an MR its PD).
 
-use super::{Bo, Device, Error, Result, count, mut_ptr, ptr, returned_handle};
+use super::{Bo, Device, Error, Result, count, returned_handle};
+use accel_core::SliceMemory;
 use accel_uapi::flags::{MrAccess, QpAttrMask};
 use accel_uapi::{Errno, sys};
 use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use zerocopy::IntoBytes;
 
 /// QP_CREATE parameters beyond the PD and CQs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -257,16 +259,26 @@ impl Cq {
 
     /// CQ_POLL: reap up to `max` completions, oldest first, without blocking.
     pub fn poll(&self, max: usize) -> Result<Vec<sys::accel_wc>> {
+        let mut wcs = Vec::new();
+        self.poll_into(max, &mut wcs)?;
+        Ok(wcs)
+    }
+
+    /// CQ_POLL into `wcs` (replacing its contents), reusing its allocation:
+    /// a busy-polling loop then allocates nothing per poll.
+    pub fn poll_into(&self, max: usize, wcs: &mut Vec<sys::accel_wc>) -> Result<()> {
         const CALL: &str = "CQ_POLL";
         let num_entries = count(CALL, max)?;
-        let mut wcs = Vec::new();
+        wcs.clear();
         wcs.try_reserve_exact(max).map_err(|_| Error::new(CALL, Errno::ENOMEM))?;
         wcs.resize(max, sys::accel_wc::default());
-        let mut a =
-            sys::accel_cq_poll { handle: self.handle(), num_entries, wc_ptr: mut_ptr(&mut wcs), ..Default::default() };
-        self.inner.dev.ioctl(CALL, sys::ACCEL_IOCTL_CQ_POLL, &mut a)?;
-        wcs.truncate(a.count as usize);
-        Ok(wcs)
+        let mut mem = SliceMemory::new();
+        let wc_ptr = mem.lend_mut(wcs.as_mut_bytes());
+        let mut a = sys::accel_cq_poll { handle: self.handle(), num_entries, wc_ptr, ..Default::default() };
+        let r = self.inner.dev.ioctl_lent(CALL, sys::ACCEL_IOCTL_CQ_POLL, &mut a, &mem);
+        drop(mem);
+        wcs.truncate(if r.is_ok() { a.count as usize } else { 0 });
+        r
     }
 
     /// Polls until at least one completion arrives or `timeout` passes
@@ -275,9 +287,11 @@ impl Cq {
     pub fn poll_wait(&self, max: usize, timeout: Duration) -> Result<Vec<sys::accel_wc>> {
         let start = Instant::now();
         let mut spins = 0u32;
+        let mut wcs = Vec::new();
         loop {
-            let wcs = self.poll(max)?;
-            if !wcs.is_empty() || start.elapsed() >= timeout {
+            self.poll_into(max, &mut wcs)?;
+            // The clock is read every 16th empty poll only: a busy poll is short.
+            if !wcs.is_empty() || (spins % 16 == 15 && start.elapsed() >= timeout) || timeout.is_zero() {
                 return Ok(wcs);
             }
             spins += 1;
@@ -383,15 +397,16 @@ impl Qp {
         sges: &[sys::accel_sge],
     ) -> std::result::Result<(), (Error, u32)> {
         const CALL: &str = "POST_SEND";
+        let mut mem = SliceMemory::new();
         let mut a = sys::accel_post_send {
             handle: self.handle(),
             num_wrs: count(CALL, wrs.len()).map_err(|e| (e, 0))?,
-            wrs_ptr: ptr(wrs),
+            wrs_ptr: mem.lend(wrs.as_bytes()),
             num_sges: count(CALL, sges.len()).map_err(|e| (e, 0))?,
-            sges_ptr: ptr(sges),
+            sges_ptr: mem.lend(sges.as_bytes()),
             ..Default::default()
         };
-        self.pd.dev.ioctl(CALL, sys::ACCEL_IOCTL_POST_SEND, &mut a).map_err(|e| (e, a.bad_wr))
+        self.pd.dev.ioctl_lent(CALL, sys::ACCEL_IOCTL_POST_SEND, &mut a, &mem).map_err(|e| (e, a.bad_wr))
     }
 
     /// POST_RECV that also reports `bad_wr` on failure.
@@ -401,15 +416,16 @@ impl Qp {
         sges: &[sys::accel_sge],
     ) -> std::result::Result<(), (Error, u32)> {
         const CALL: &str = "POST_RECV";
+        let mut mem = SliceMemory::new();
         let mut a = sys::accel_post_recv {
             handle: self.handle(),
             num_wrs: count(CALL, wrs.len()).map_err(|e| (e, 0))?,
-            wrs_ptr: ptr(wrs),
+            wrs_ptr: mem.lend(wrs.as_bytes()),
             num_sges: count(CALL, sges.len()).map_err(|e| (e, 0))?,
-            sges_ptr: ptr(sges),
+            sges_ptr: mem.lend(sges.as_bytes()),
             ..Default::default()
         };
-        self.pd.dev.ioctl(CALL, sys::ACCEL_IOCTL_POST_RECV, &mut a).map_err(|e| (e, a.bad_wr))
+        self.pd.dev.ioctl_lent(CALL, sys::ACCEL_IOCTL_POST_RECV, &mut a, &mem).map_err(|e| (e, a.bad_wr))
     }
 
     /// QP_QUERY: every attribute.
@@ -422,29 +438,31 @@ impl Qp {
     /// POST_SEND: WR *i* uses `sges[first_sge .. first_sge + num_sge)`; all or nothing.
     pub fn post_send(&self, wrs: &[sys::accel_send_wr], sges: &[sys::accel_sge]) -> Result<()> {
         const CALL: &str = "POST_SEND";
+        let mut mem = SliceMemory::new();
         let mut a = sys::accel_post_send {
             handle: self.handle(),
             num_wrs: count(CALL, wrs.len())?,
-            wrs_ptr: ptr(wrs),
+            wrs_ptr: mem.lend(wrs.as_bytes()),
             num_sges: count(CALL, sges.len())?,
-            sges_ptr: ptr(sges),
+            sges_ptr: mem.lend(sges.as_bytes()),
             ..Default::default()
         };
-        self.pd.dev.ioctl(CALL, sys::ACCEL_IOCTL_POST_SEND, &mut a)
+        self.pd.dev.ioctl_lent(CALL, sys::ACCEL_IOCTL_POST_SEND, &mut a, &mem)
     }
 
     /// POST_RECV: WR *i* uses `sges[first_sge .. first_sge + num_sge)`; all or nothing.
     pub fn post_recv(&self, wrs: &[sys::accel_recv_wr], sges: &[sys::accel_sge]) -> Result<()> {
         const CALL: &str = "POST_RECV";
+        let mut mem = SliceMemory::new();
         let mut a = sys::accel_post_recv {
             handle: self.handle(),
             num_wrs: count(CALL, wrs.len())?,
-            wrs_ptr: ptr(wrs),
+            wrs_ptr: mem.lend(wrs.as_bytes()),
             num_sges: count(CALL, sges.len())?,
-            sges_ptr: ptr(sges),
+            sges_ptr: mem.lend(sges.as_bytes()),
             ..Default::default()
         };
-        self.pd.dev.ioctl(CALL, sys::ACCEL_IOCTL_POST_RECV, &mut a)
+        self.pd.dev.ioctl_lent(CALL, sys::ACCEL_IOCTL_POST_RECV, &mut a, &mem)
     }
 }
 

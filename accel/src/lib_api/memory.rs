@@ -1,12 +1,14 @@
 //! Memory: [`Bo`], its CPU [`Mapping`], and [`Context`] address spaces (VM_BIND).
 
-use super::{BoHandle, ContextId, Device, Queue, Result, Syncobj, count, err, ptr, returned_fd};
+use super::{BoHandle, ContextId, Device, Queue, Result, Syncobj, count, err, returned_fd};
+use accel_core::SliceMemory;
 use accel_core::inproc::CpuMapping;
 use accel_uapi::flags::{QueueFlags, VmBindFlags};
 use accel_uapi::sys;
 use accel_uapi::types::{EngineClass, Priority};
 use std::os::fd::OwnedFd;
 use std::sync::Arc;
+use zerocopy::IntoBytes;
 
 // ------------------------------------------------------------------ Bo
 
@@ -230,18 +232,19 @@ impl Context {
         let dev = &self.inner.dev;
         let ins = dev.syncs(CALL, wait)?;
         let outs = dev.syncs(CALL, signal)?;
+        let mut mem = SliceMemory::new();
         let mut a = sys::accel_vm_bind {
             ctx_id: self.inner.id.get(),
             num_ops: count(CALL, ops.len())?,
-            ops_ptr: ptr(ops),
+            ops_ptr: mem.lend(ops.as_bytes()),
             num_in_syncs: count(CALL, ins.len())?,
             num_out_syncs: count(CALL, outs.len())?,
-            in_syncs_ptr: ptr(&ins),
-            out_syncs_ptr: ptr(&outs),
+            in_syncs_ptr: mem.lend(ins.as_bytes()),
+            out_syncs_ptr: mem.lend(outs.as_bytes()),
             flags: 0,
             pad: 0,
         };
-        dev.ioctl(CALL, sys::ACCEL_IOCTL_VM_BIND, &mut a)
+        dev.ioctl_lent(CALL, sys::ACCEL_IOCTL_VM_BIND, &mut a, &mem)
     }
 
     /// CONTEXT_QUERY: fault and ban state.

@@ -3,7 +3,8 @@
 //! Every call is an ioctl on the bytes of an `accel-uapi` struct through
 //! [`Client::ioctl`](accel_core::inproc::Client::ioctl), or a CPU mapping
 //! through [`Client::mmap`](accel_core::inproc::Client::mmap); nested arrays
-//! travel as pointers to Rust slices of this process. Objects close their
+//! are Rust slices lent to the call ([`SliceMemory`](accel_core::SliceMemory)),
+//! so the core copies them without a system call. Objects close their
 //! handle when dropped (errors on that path are ignored).
 //!
 //! Every failure is an [`Error`]: the errno and the name of the call that
@@ -141,16 +142,6 @@ pub(crate) fn err(call: &'static str) -> impl FnOnce(Errno) -> Error {
 /// A slice length as an ioctl count (E2BIG past `u32::MAX`).
 pub(crate) fn count(call: &'static str, n: usize) -> Result<u32> {
     u32::try_from(n).map_err(|_| Error::new(call, Errno::E2BIG))
-}
-
-/// The user pointer of an input array.
-pub(crate) fn ptr<T>(s: &[T]) -> u64 {
-    s.as_ptr().expose_provenance() as u64
-}
-
-/// The user pointer of an output array.
-pub(crate) fn mut_ptr<T>(s: &mut [T]) -> u64 {
-    s.as_mut_ptr().expose_provenance() as u64
 }
 
 /// A handle the core returned: never 0 (EIO if it is, a broken reply).

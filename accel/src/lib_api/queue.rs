@@ -1,10 +1,12 @@
 //! [`Queue`] and [`Submit`]: jobs on an engine.
 
 use super::memory::ContextInner;
-use super::{Bo, Commands, Device, Error, QueueId, Result, Syncobj, count, ptr};
+use super::{Bo, Commands, Device, Error, QueueId, Result, Syncobj, count};
+use accel_core::SliceMemory;
 use accel_uapi::flags::{BoFlags, SubmitFlags};
 use accel_uapi::{Errno, sys};
 use std::sync::Arc;
+use zerocopy::IntoBytes;
 
 /// A queue of a context feeding one engine class. Dropped: QUEUE_DESTROY (jobs
 /// already submitted still complete); it keeps its context alive.
@@ -107,6 +109,7 @@ impl Queue {
         let waits = dev.syncs(CALL, &s.waits)?;
         let signals = dev.syncs(CALL, &s.signals)?;
         let flags = if s.block { SubmitFlags::BLOCK } else { SubmitFlags::empty() };
+        let mut mem = SliceMemory::new();
         let mut a = sys::accel_submit {
             queue_id: self.id.get(),
             flags: flags.bits(),
@@ -114,12 +117,12 @@ impl Queue {
             num_waits: count(CALL, waits.len())?,
             num_signals: count(CALL, signals.len())?,
             pad: 0,
-            chunks_ptr: ptr(&chunks),
-            waits_ptr: ptr(&waits),
-            signals_ptr: ptr(&signals),
+            chunks_ptr: mem.lend(chunks.as_bytes()),
+            waits_ptr: mem.lend(waits.as_bytes()),
+            signals_ptr: mem.lend(signals.as_bytes()),
             seqno: 0,
         };
-        dev.ioctl(CALL, sys::ACCEL_IOCTL_SUBMIT, &mut a)?;
+        dev.ioctl_lent(CALL, sys::ACCEL_IOCTL_SUBMIT, &mut a, &mem)?;
         Ok(a.seqno)
     }
 

@@ -1,8 +1,10 @@
 //! [`Syncobj`]: binary and timeline synchronisation objects.
 
-use super::{Bo, Device, Result, SyncobjHandle, mut_ptr, ptr, returned_fd};
+use super::{Bo, Device, Result, SyncobjHandle, returned_fd};
+use accel_core::SliceMemory;
 use accel_uapi::sys;
 use std::os::fd::OwnedFd;
+use zerocopy::IntoBytes;
 
 /// A syncobj handle of one open (binary or timeline). Dropped: SYNCOBJ_DESTROY
 /// (jobs that signal it still complete).
@@ -42,8 +44,9 @@ impl Syncobj {
 
     fn array(&self, call: &'static str, cmd: u32) -> Result<()> {
         let handles = [self.handle.get()];
-        let mut a = sys::accel_syncobj_array { handles_ptr: ptr(&handles), count: 1, flags: 0 };
-        self.dev.ioctl(call, cmd, &mut a)
+        let mut mem = SliceMemory::new();
+        let mut a = sys::accel_syncobj_array { handles_ptr: mem.lend(handles.as_bytes()), count: 1, flags: 0 };
+        self.dev.ioctl_lent(call, cmd, &mut a, &mem)
     }
 
     /// SYNCOBJ_SIGNAL: set a binary syncobj signalled.
@@ -60,13 +63,14 @@ impl Syncobj {
     pub fn timeline_signal(&self, point: u64) -> Result<()> {
         let handles = [self.handle.get()];
         let points = [point];
+        let mut mem = SliceMemory::new();
         let mut a = sys::accel_syncobj_timeline_array {
-            handles_ptr: ptr(&handles),
-            points_ptr: ptr(&points),
+            handles_ptr: mem.lend(handles.as_bytes()),
+            points_ptr: mem.lend(points.as_bytes()),
             count: 1,
             flags: 0,
         };
-        self.dev.ioctl("SYNCOBJ_TIMELINE_SIGNAL", sys::ACCEL_IOCTL_SYNCOBJ_TIMELINE_SIGNAL, &mut a)
+        self.dev.ioctl_lent("SYNCOBJ_TIMELINE_SIGNAL", sys::ACCEL_IOCTL_SYNCOBJ_TIMELINE_SIGNAL, &mut a, &mem)
     }
 
     /// SYNCOBJ_QUERY: (last signalled point — binary: 1 if signalled, else 0 —,
@@ -75,14 +79,16 @@ impl Syncobj {
         let handles = [self.handle.get()];
         let mut points = [0u64];
         let mut status = [0i32];
+        let mut mem = SliceMemory::new();
         let mut a = sys::accel_syncobj_query {
-            handles_ptr: ptr(&handles),
-            points_ptr: mut_ptr(&mut points),
-            status_ptr: mut_ptr(&mut status),
+            handles_ptr: mem.lend(handles.as_bytes()),
+            points_ptr: mem.lend_mut(points.as_mut_bytes()),
+            status_ptr: mem.lend_mut(status.as_mut_bytes()),
             count: 1,
             flags: 0,
         };
-        self.dev.ioctl("SYNCOBJ_QUERY", sys::ACCEL_IOCTL_SYNCOBJ_QUERY, &mut a)?;
+        self.dev.ioctl_lent("SYNCOBJ_QUERY", sys::ACCEL_IOCTL_SYNCOBJ_QUERY, &mut a, &mem)?;
+        drop(mem);
         Ok((points[0], status[0]))
     }
 

@@ -59,16 +59,17 @@ pub struct Call<'a> {
     pub(crate) copy_back_on_error: bool,
 }
 
-fn check_struct(desc: &StructDesc, bytes: &[u8], what: &str) -> Result<()> {
+/// `what` names the struct in the error; it is only formatted on failure.
+fn check_struct(desc: &StructDesc, bytes: &[u8], what: impl Fn() -> String) -> Result<()> {
     for z in desc.zero {
         if bytes[z.offset..z.offset + z.size].iter().any(|b| *b != 0) {
-            return Err(Error::invalid(format!("{what}.{} must be zero", z.name)));
+            return Err(Error::invalid(format!("{}.{} must be zero", what(), z.name)));
         }
     }
     for f in desc.flags {
         let v = u32::from_ne_bytes([bytes[f.offset], bytes[f.offset + 1], bytes[f.offset + 2], bytes[f.offset + 3]]);
         if v & !f.valid != 0 {
-            return Err(Error::invalid(format!("{what}.{}: unknown bits {:#x}", f.name, v & !f.valid)));
+            return Err(Error::invalid(format!("{}.{}: unknown bits {:#x}", what(), f.name, v & !f.valid)));
         }
     }
     Ok(())
@@ -116,7 +117,7 @@ fn dispatch_inner(file: &File, cmd: u32, arg: &mut [u8], user: &dyn UserMemory) 
         }
         buf[..n].copy_from_slice(&arg[..n]);
         // 3. reserved fields and flags
-        check_struct(desc.arg, &buf, desc.arg.name)?;
+        check_struct(desc.arg, &buf, || desc.arg.name.to_string())?;
     }
     // 4. file and device
     file.check()?;
@@ -147,7 +148,7 @@ fn dispatch_inner(file: &File, cmd: u32, arg: &mut [u8], user: &dyn UserMemory) 
                 let mut v = vec![0u8; bytes];
                 user.copy_in(ptr, &mut v).map_err(|_| Error::Fault { addr: ptr, len: bytes as u64 })?;
                 for (i, e) in v.chunks_exact(p.elem.size).enumerate() {
-                    check_struct(p.elem, e, &format!("{}[{i}]", p.name))?;
+                    check_struct(p.elem, e, || format!("{}[{i}]", p.name))?;
                 }
                 inputs.push(Some(v));
             }

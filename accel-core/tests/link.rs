@@ -431,3 +431,50 @@ fn udp_link_is_a_link() {
     sender.join().unwrap();
     assert_eq!(got, (0..20).collect::<Vec<_>>());
 }
+
+#[test]
+fn udp_send_many_and_recv_many_batch() {
+    let (a, b) = udp_pair();
+    a.add_peer(b.gid(), b.local_addr());
+    // 20 frames of different sizes (one empty, one the largest), one of
+    // them too large: it alone is refused, the rest go in order.
+    let mut frames: Vec<Vec<u8>> = (0..20u8).map(|i| vec![i; usize::from(i) * 100]).collect();
+    frames[7] = vec![7; MAX_FRAME_LEN];
+    frames[11] = vec![11; MAX_FRAME_LEN + 1];
+    assert_eq!(a.send_many(&b.gid(), frames.clone()), Err(LinkError::TooLarge));
+    assert_eq!(a.stats().sent, 19);
+    frames.remove(11);
+    // Wait for the first, then take the rest without waiting, at most 16 a call.
+    let first = b.recv(WAIT).unwrap().expect("datagram");
+    let mut got = vec![first];
+    let deadline = Instant::now() + WAIT;
+    while got.len() < frames.len() && Instant::now() < deadline {
+        let before = got.len();
+        let n = b.recv_many(16, &mut got).unwrap();
+        assert!(n <= 16);
+        assert_eq!(got.len() - before, n);
+    }
+    assert_eq!(got.iter().map(|r| r.frame.clone()).collect::<Vec<_>>(), frames);
+    assert!(got.iter().all(|r| (r.src, r.src_port) == (a.gid(), a.local_addr().port())));
+    assert_eq!(b.recv_many(16, &mut got).unwrap(), 0);
+    assert_eq!(b.recv_many(0, &mut got).unwrap(), 0);
+    assert_eq!(b.stats().received, 19);
+    // No destination: every frame is dropped, counted.
+    let mut gid: Gid = [0; 16];
+    gid[0] = 0xFE;
+    assert_eq!(a.send_many(&gid, vec![vec![1]; 3]), Err(LinkError::UnknownDestination));
+    assert_eq!(a.stats().dropped, 3);
+}
+
+#[test]
+fn switch_send_many_and_recv_many_batch() {
+    let sw = VirtualSwitch::new(Faults::none());
+    let (ga, gb) = (gid_from_ipv4(Ipv4Addr::new(10, 9, 0, 1)), gid_from_ipv4(Ipv4Addr::new(10, 9, 0, 2)));
+    let (a, b) = (sw.attach(ga).unwrap(), sw.attach(gb).unwrap());
+    a.send_many(&gb, (0..40u8).map(|i| vec![i; 20]).collect()).unwrap();
+    let mut got = Vec::new();
+    assert_eq!(b.recv_many(16, &mut got).unwrap(), 16);
+    assert_eq!(b.recv_many(100, &mut got).unwrap(), 24);
+    assert_eq!(b.recv_many(16, &mut got).unwrap(), 0);
+    assert_eq!(got.iter().map(|r| r.frame[0]).collect::<Vec<_>>(), (0..40).collect::<Vec<_>>());
+}

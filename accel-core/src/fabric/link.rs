@@ -204,8 +204,12 @@ struct Counters([AtomicU64; 7]);
 
 impl Counters {
     fn bump(&self, stat: Stat) {
+        self.add(stat, 1);
+    }
+
+    fn add(&self, stat: Stat, n: u64) {
         if let Some(c) = self.0.get(stat as usize) {
-            c.fetch_add(1, Atomic::Relaxed);
+            c.fetch_add(n, Atomic::Relaxed);
         }
     }
 
@@ -239,6 +243,39 @@ pub trait Link: Send + Sync {
     /// Waits up to `timeout` for a frame. `Ok(None)` when none came in
     /// time; a zero timeout polls.
     fn recv(&self, timeout: Duration) -> Result<Option<Received>, LinkError>;
+
+    /// Sends `frames`, in order, to the port `dst`, in one system call
+    /// where the link can ([`UdpLink`] uses sendmmsg(2)). As with
+    /// [`Link::send`], `Ok` promises nothing about arrival. A frame the
+    /// link refuses is skipped, the others are still sent, and the first
+    /// such error is returned.
+    fn send_many(&self, dst: &Gid, frames: Vec<Vec<u8>>) -> Result<(), LinkError> {
+        let mut result = Ok(());
+        for frame in frames {
+            if let Err(e) = self.send(dst, frame)
+                && result.is_ok()
+            {
+                result = Err(e);
+            }
+        }
+        result
+    }
+
+    /// Appends to `out` up to `max` frames that are already waiting,
+    /// without waiting, and returns how many it took (in one system call
+    /// where the link can: [`UdpLink`] uses recvmmsg(2)). Fewer than `max`
+    /// means the link held no more at that moment.
+    fn recv_many(&self, max: usize, out: &mut Vec<Received>) -> Result<usize, LinkError> {
+        let mut n = 0;
+        while n < max {
+            match self.recv(Duration::ZERO)? {
+                Some(rx) => out.push(rx),
+                None => break,
+            }
+            n += 1;
+        }
+        Ok(n)
+    }
 
     /// Waits up to `timeout` until a frame can be received, without taking
     /// it, so that a thread can sleep on the link while another takes the
@@ -786,9 +823,13 @@ pub struct UdpLink {
     peer_port: u16,
     peers: RwLock<HashMap<Gid, SocketAddrV4>>,
     counters: Counters,
-    /// The receive buffer (receivers take turns for it, never while waiting).
-    rx: Mutex<Vec<u8>>,
+    /// The receive buffers, one per datagram of a recvmmsg(2) (receivers
+    /// take turns for them, never while waiting).
+    rx: Mutex<Vec<Vec<u8>>>,
 }
+
+/// Datagrams a [`UdpLink`] takes in one recvmmsg(2).
+const UDP_RECV_BATCH: usize = 16;
 
 impl fmt::Debug for UdpLink {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -831,7 +872,7 @@ impl UdpLink {
             peer_port: ROCE_V2_UDP_PORT,
             peers: RwLock::new(HashMap::new()),
             counters: Counters::default(),
-            rx: Mutex::new(vec![0; UDP_RECV_BUF]),
+            rx: Mutex::new(vec![vec![0; UDP_RECV_BUF]; UDP_RECV_BATCH]),
         })
     }
 
@@ -919,28 +960,11 @@ impl Link for UdpLink {
 
     fn recv(&self, timeout: Duration) -> Result<Option<Received>, LinkError> {
         let deadline = Instant::now().checked_add(timeout);
+        let mut got = Vec::with_capacity(1);
         loop {
             // The socket is non-blocking: take what is there.
-            {
-                let mut buf = self.rx.lock();
-                loop {
-                    match self.socket.recv_from(&mut buf[..]) {
-                        Ok((n, SocketAddr::V4(src))) => {
-                            self.counters.bump(Stat::Received);
-                            let frame = buf.get(..n).unwrap_or_default().to_vec();
-                            return Ok(Some(Received { src: gid_from_ipv4(*src.ip()), src_port: src.port(), frame }));
-                        }
-                        // An IPv4 socket has no IPv6 peers.
-                        Ok((_, SocketAddr::V6(_))) => {}
-                        Err(e) => match e.kind() {
-                            io::ErrorKind::WouldBlock => break,
-                            io::ErrorKind::Interrupted
-                            | io::ErrorKind::ConnectionRefused
-                            | io::ErrorKind::ConnectionReset => {}
-                            _ => return Err(io_err(e)),
-                        },
-                    }
-                }
+            if self.recv_many(1, &mut got)? == 1 {
+                return Ok(got.pop());
             }
             let left = deadline.map_or(FAR_FUTURE, |d| d.saturating_duration_since(Instant::now()));
             if left.is_zero() || !self.wait_readable(left)? {
@@ -949,6 +973,112 @@ impl Link for UdpLink {
         }
     }
 
+    /// All frames to one address in one sendmmsg(2) (resumed after a
+    /// partial send). A full socket send buffer drops the frames left,
+    /// counted, as [`UdpLink::send`] does.
+    fn send_many(&self, dst: &Gid, frames: Vec<Vec<u8>>) -> Result<(), LinkError> {
+        use nix::sys::socket::{ControlMessage, MsgFlags, MultiHeaders, SockaddrIn, sendmmsg};
+        use std::io::IoSlice;
+        use std::os::fd::AsRawFd;
+        if frames.len() < 2 {
+            return frames.into_iter().next().map_or(Ok(()), |f| self.send(dst, f));
+        }
+        let Some(addr) = self.resolve(dst) else {
+            self.counters.add(Stat::Dropped, frames.len() as u64);
+            return Err(LinkError::UnknownDestination);
+        };
+        let mut result = Ok(());
+        let mut frames: &[Vec<u8>] = &frames;
+        let mut interrupts = 0;
+        while !frames.is_empty() {
+            if frames[0].len() > MAX_FRAME_LEN {
+                result = result.and(Err(LinkError::TooLarge));
+                frames = &frames[1..];
+                continue;
+            }
+            // Up to the next frame too large to send.
+            let n = frames.iter().position(|f| f.len() > MAX_FRAME_LEN).unwrap_or(frames.len());
+            let iovs: Vec<[IoSlice<'_>; 1]> = frames[..n].iter().map(|f| [IoSlice::new(f)]).collect();
+            let addrs = vec![Some(SockaddrIn::from(addr)); n];
+            let mut hdrs = MultiHeaders::<SockaddrIn>::preallocate(n, None);
+            let none: [ControlMessage<'_>; 0] = [];
+            match sendmmsg(self.socket.as_raw_fd(), &mut hdrs, &iovs, addrs, none, MsgFlags::empty()) {
+                Ok(sent) => {
+                    let sent = sent.count().max(1);
+                    self.counters.add(Stat::Sent, sent as u64);
+                    frames = &frames[sent.min(frames.len())..];
+                }
+                Err(nix::errno::Errno::EINTR) if interrupts < 3 => interrupts += 1,
+                Err(nix::errno::Errno::EAGAIN) => {
+                    self.counters.add(Stat::Sent, frames.len() as u64);
+                    self.counters.add(Stat::Dropped, frames.len() as u64);
+                    break;
+                }
+                Err(nix::errno::Errno::EMSGSIZE) => {
+                    result = result.and(Err(LinkError::TooLarge));
+                    frames = &frames[1..];
+                }
+                Err(e) => {
+                    result = result.and(Err(LinkError::Io(format!("sendmmsg: {e}"))));
+                    frames = &frames[1..];
+                }
+            }
+        }
+        result
+    }
+
+    /// One recvmmsg(2) of up to 16 datagrams, without waiting.
+    fn recv_many(&self, max: usize, out: &mut Vec<Received>) -> Result<usize, LinkError> {
+        use nix::sys::socket::{MsgFlags, MultiHeaders, SockaddrIn, recvmmsg};
+        use std::io::IoSliceMut;
+        use std::os::fd::AsRawFd;
+        thread_local! {
+            // recvmmsg's headers, kept per thread: they hold raw pointers, so
+            // they cannot live in the shared link, and allocating them for
+            // every poll of an idle link costs more than the poll.
+            static HDRS: std::cell::RefCell<Option<MultiHeaders<SockaddrIn>>> =
+                const { std::cell::RefCell::new(None) };
+        }
+        let mut bufs = self.rx.lock();
+        let k = max.min(bufs.len()).min(UDP_RECV_BATCH);
+        if k == 0 {
+            return Ok(0);
+        }
+        let mut hdrs = HDRS
+            .with(|h| h.borrow_mut().take())
+            .unwrap_or_else(|| MultiHeaders::<SockaddrIn>::preallocate(UDP_RECV_BATCH, None));
+        let mut result = Ok(0);
+        // A pending ICMP error of an earlier send, or a signal, fails a call
+        // without taking anything: try again (a few times).
+        for _ in 0..4 {
+            let mut it = bufs.iter_mut();
+            let mut iovs: [[IoSliceMut<'_>; 1]; UDP_RECV_BATCH] =
+                std::array::from_fn(|_| [IoSliceMut::new(it.next().map_or(&mut [][..], |b| &mut b[..]))]);
+            match recvmmsg(self.socket.as_raw_fd(), &mut hdrs, &mut iovs[..k], MsgFlags::MSG_DONTWAIT, None) {
+                Ok(msgs) => {
+                    let before = out.len();
+                    for m in msgs {
+                        // An IPv4 socket has only IPv4 peers.
+                        let Some(src) = m.address else { continue };
+                        let frame = m.iovs().next().map(<[u8]>::to_vec).unwrap_or_default();
+                        out.push(Received { src: gid_from_ipv4(src.ip()), src_port: src.port(), frame });
+                    }
+                    let n = out.len() - before;
+                    self.counters.add(Stat::Received, n as u64);
+                    result = Ok(n);
+                    break;
+                }
+                Err(nix::errno::Errno::EAGAIN) => break,
+                Err(nix::errno::Errno::EINTR | nix::errno::Errno::ECONNREFUSED | nix::errno::Errno::ECONNRESET) => {}
+                Err(e) => {
+                    result = Err(LinkError::Io(format!("recvmmsg: {e}")));
+                    break;
+                }
+            }
+        }
+        HDRS.with(|h| *h.borrow_mut() = Some(hdrs));
+        result
+    }
     /// poll(2) on the socket (millisecond granularity, rounded up).
     fn wait_readable(&self, timeout: Duration) -> Result<bool, LinkError> {
         use nix::poll::{PollFd, PollFlags, PollTimeout, poll};

@@ -3,7 +3,7 @@
 //!
 //! - A [`Pd`] owns the key table of its MRs. An [`Mr`] is a BO range with
 //!   an `lkey` (local SGEs) and an `rkey` (peers' RETHs) and access rights;
-//!   a QP's engine reaches memory only through [`QpMemory`], which checks the
+//!   a QP's engine reaches memory only through `QpMemory`, which checks the
 //!   key, the role of the key, the bounds, the MR's rights and the QP's
 //!   remote access flags on every access.
 //! - A [`Cq`] is a bounded queue of `accel_wc`. A completion that does not
@@ -382,7 +382,7 @@ pub struct Cq {
     users: AtomicU32,
     /// The ports of the QPs that complete here: polling an empty CQ
     /// receives on them in the caller's thread.
-    ports: Mutex<Vec<Weak<RcPort>>>,
+    ports: Mutex<Arc<[Weak<RcPort>]>>,
     _slot: Slot,
 }
 
@@ -399,7 +399,7 @@ impl Cq {
             events,
             handle: OnceLock::new(),
             users: AtomicU32::new(0),
-            ports: Mutex::new(Vec::new()),
+            ports: Mutex::new(Arc::new([])),
             _slot: Slot::take(device, SlotKind::Cq)?,
         }))
     }
@@ -437,9 +437,9 @@ impl Cq {
 
     fn watch_port(&self, port: &Arc<RcPort>) {
         let mut ports = self.ports.lock();
-        ports.retain(|p| p.strong_count() > 0);
         if !ports.iter().any(|p| std::ptr::eq(p.as_ptr(), Arc::as_ptr(port))) {
-            ports.push(Arc::downgrade(port));
+            let live = ports.iter().filter(|p| p.strong_count() > 0).cloned();
+            *ports = live.chain(std::iter::once(Arc::downgrade(port))).collect();
         }
     }
 
@@ -449,8 +449,9 @@ impl Cq {
     /// gets its completions without waiting for a port thread to wake.
     pub fn poll(&self, n: usize) -> Result<Vec<sys::accel_wc>> {
         if n > 0 && self.st.lock().wcs.is_empty() {
-            let ports: Vec<Arc<RcPort>> = self.ports.lock().iter().filter_map(Weak::upgrade).collect();
-            for p in ports {
+            // A snapshot, so no lock is held while receiving.
+            let ports = Arc::clone(&self.ports.lock());
+            for p in ports.iter().filter_map(Weak::upgrade) {
                 p.progress();
             }
         }
@@ -518,8 +519,10 @@ pub struct QpCaps {
 impl QpInner {
     /// Takes the engine off its port (RESET, destroy).
     fn detach(&mut self, qpn: u32) {
-        if let (Some(rt), Some(_)) = (self.port.take(), self.engine.take()) {
+        if let (Some(rt), Some(engine)) = (self.port.take(), self.engine.take()) {
             rt.driver.remove(qpn);
+            // What was executed stays acknowledged: the peer's sends complete.
+            engine.flush_ack();
         }
     }
 }

@@ -33,6 +33,17 @@
 //! `max_outstanding`, so a lossless link runs at the full window and a lossy
 //! one backs off, like TCP's congestion window.
 //!
+//! ACK coalescing: the positive ACK a message's last packet asks for is not
+//! sent at once but kept as the QP's due ACK, replaced by later ones (an ACK
+//! covers every PSN before it). It is sent when the port goes idle (an
+//! [`RcPort::progress`] that received nothing, or the port thread after it
+//! received and nobody polls, or its 200 µs tick), before any NAK or READ
+//! response of the QP, and at once after `ACK_COALESCE_MAX` (8) requests or
+//! for a request in the middle of a message (its sender's window is
+//! filling). A request/response exchange thus puts one datagram on the
+//! critical path each way, the reply, and the ACK follows while the peer
+//! works, as a NIC returns ACKs alongside the host's work.
+//!
 //! Simplifications: no end-to-end credits (ACKs advertise none); no atomics, fences, SRQs or
 //! solicited-event notification; a SEND/WRITE payload is gathered when it is
 //! posted.
@@ -299,6 +310,10 @@ struct Responder {
     /// Highest out-of-sequence PSN seen since the last NAK.
     ahead_max: u32,
     recv: Option<InRecv>,
+    /// The coalesced positive ACK not sent yet: (PSN, MSN).
+    ack_due: Option<(u32, u32)>,
+    /// Request packets asking for an ACK since the last one sent.
+    acks_owed: u32,
     /// RDMA WRITE in progress: (rkey, next va, bytes left, total).
     write: Option<(u32, u64, u32, u32)>,
 }
@@ -395,6 +410,8 @@ impl RcQp {
                 nak_sent: false,
                 ahead_max: 0,
                 recv: None,
+                ack_due: None,
+                acks_owed: 0,
                 write: None,
             },
             cq: VecDeque::new(),
@@ -473,10 +490,35 @@ impl RcQp {
     }
 
     fn send_out(&self, out: Out) {
-        for p in out {
-            // A refused frame is a lost frame: the timer recovers.
-            let _ = self.link.send(&self.cfg.dest_gid, self.encode(&p));
+        if out.is_empty() {
+            return;
         }
+        let frames = out.iter().map(|p| self.encode(p)).collect();
+        // A refused frame is a lost frame: the timer recovers.
+        let _ = self.link.send_many(&self.cfg.dest_gid, frames);
+    }
+
+    /// The due ACK as a packet, which is then no longer due.
+    fn take_ack(&self, st: &mut State) -> Option<Packet> {
+        let (psn, msn) = st.resp.ack_due.take()?;
+        st.resp.acks_owed = 0;
+        Packet::builder(Opcode::Acknowledge, self.cfg.dest_qpn, psn)
+            .aeth(Aeth::ack(AETH_CREDITS_INVALID, msn))
+            .build()
+            .ok()
+    }
+
+    /// Sends the due ACK, if any (see the module docs).
+    pub fn flush_ack(&self) {
+        let mut st = self.state.lock();
+        if let Some(p) = self.take_ack(&mut st) {
+            self.send_out(vec![p]);
+        }
+    }
+
+    /// Whether an ACK is due (for tests).
+    pub fn ack_due(&self) -> bool {
+        self.state.lock().resp.ack_due.is_some()
     }
 
     /// Enters the error state if the sink refused a completion.
@@ -581,6 +623,10 @@ impl RcQp {
 
     /// Moves to the error state, flushing every outstanding WR.
     fn enter_error(&self, st: &mut State) {
+        // What was executed stays acknowledged.
+        if let Some(p) = self.take_ack(st) {
+            self.send_out(vec![p]);
+        }
         st.error = true;
         st.req.timer = None;
         st.req.rnr_until = None;
@@ -615,34 +661,48 @@ impl RcQp {
     }
 
     /// Handles one incoming frame. Frames not for this QP, from another
-    /// port, or failing decode (bad ICRC) are dropped.
-    pub fn handle_frame(&self, rx: &Received) {
+    /// port, or failing decode (bad ICRC) are dropped. Returns whether an
+    /// ACK is left due, for the caller to flush later ([`RcQp::flush_ack`]).
+    pub fn handle_frame(&self, rx: &Received) -> bool {
         if rx.src != self.cfg.dest_gid {
-            return;
+            return false;
         }
         let decoded = match self.ipv4 {
             // The peer's address is rx.src (checked above): rebuild its headers.
             Some((local, peer, _)) => Packet::decode_from(peer, local, rx.src_port, &rx.frame),
             None => Packet::decode(&rx.frame),
         };
-        let Ok(pkt) = decoded else { return };
+        let Ok(pkt) = decoded else { return false };
         if pkt.bth().dest_qp != self.cfg.qpn {
-            return;
+            return false;
         }
         let now = Instant::now();
         let mut st = self.state.lock();
         if st.error {
-            return;
+            return false;
         }
         let mut out = Out::new();
         if pkt.bth().opcode.is_response() {
             self.complete_on(&mut st, &pkt, now, &mut out);
             self.transmit(&mut st, now, &mut out);
+            if !out.is_empty() {
+                out.extend(self.take_ack(&mut st));
+            }
         } else {
+            // Responses leave in PSN order: the due ACK before a NAK or a READ
+            // response (execute may also send a due ACK at once).
+            let due = st.resp.ack_due.is_some();
             self.respond(&mut st, &pkt, &mut out);
+            if due
+                && !out.is_empty()
+                && let Some(ack) = self.take_ack(&mut st)
+            {
+                out.insert(0, ack);
+            }
         }
         self.send_out(out);
         self.check_overflow(&mut st);
+        st.resp.ack_due.is_some()
     }
 
     /// Runs the retransmission and RNR timers.
@@ -672,6 +732,9 @@ impl RcQp {
                     self.transmit(&mut st, now, &mut out);
                 }
             }
+        }
+        if !out.is_empty() {
+            out.extend(self.take_ack(&mut st));
         }
         self.send_out(out);
         self.check_overflow(&mut st);
@@ -1114,7 +1177,13 @@ impl RcQp {
             self.push_wc(st, wc);
         }
         if bth.ack_req {
-            self.ack(bth.psn, Aeth::ack(AETH_CREDITS_INVALID, st.resp.msn), out);
+            st.resp.ack_due = Some((bth.psn, st.resp.msn));
+            st.resp.acks_owed += 1;
+            // A request in the middle of a message comes from a sender whose
+            // window is filling: it waits for this ACK, so it goes now.
+            if !ends || st.resp.acks_owed >= ACK_COALESCE_MAX {
+                out.extend(self.take_ack(st));
+            }
         }
         Ok(())
     }
@@ -1211,9 +1280,12 @@ pub struct RcPort {
     link: Arc<dyn Link>,
     qps: parking_lot::RwLock<HashMap<u32, Arc<RcQp>>>,
     rx: Mutex<()>,
-    /// When a poller last ran, in microseconds since `epoch`.
-    last_poll: std::sync::atomic::AtomicU64,
-    epoch: Instant,
+    /// QPs that may hold a due ACK ([`RcPort::flush_acks`]).
+    acks: Mutex<Vec<Arc<RcQp>>>,
+    acks_pending: AtomicBool,
+    /// Calls of [`RcPort::progress`] so far: the driver thread notices a
+    /// poller by this count changing (pollers never read the clock for it).
+    polls: std::sync::atomic::AtomicU64,
 }
 
 impl std::fmt::Debug for RcPort {
@@ -1222,42 +1294,82 @@ impl std::fmt::Debug for RcPort {
     }
 }
 
+/// Request packets whose ACKs are coalesced into one at most.
+const ACK_COALESCE_MAX: u32 = 8;
+
 /// How long after the last [`RcPort::progress`] the driver thread leaves
 /// the link to pollers.
 const POLLER_GRACE: Duration = Duration::from_millis(2);
 
 impl RcPort {
-    fn now_us(&self) -> u64 {
-        self.epoch.elapsed().as_micros() as u64
+    /// Takes every frame waiting on the link, a batch at a time, and hands
+    /// each to its QP. The caller holds `rx`.
+    fn drain(&self) -> usize {
+        const BATCH: usize = 16;
+        let mut n = 0;
+        let mut frames = Vec::with_capacity(BATCH);
+        loop {
+            frames.clear();
+            let got = self.link.recv_many(BATCH, &mut frames).unwrap_or(0);
+            n += got;
+            for rx in &frames {
+                let qp = Bth::decode(&rx.frame).ok().and_then(|bth| self.qps.read().get(&bth.dest_qp).cloned());
+                if let Some(qp) = qp
+                    && qp.handle_frame(rx)
+                {
+                    self.defer_ack(qp);
+                }
+            }
+            if got < BATCH {
+                return n;
+            }
+        }
     }
 
-    /// Takes every frame waiting on the link and hands each to its QP.
-    /// The caller holds `rx`.
-    fn drain(&self) -> usize {
-        let mut n = 0;
-        while let Ok(Some(rx)) = self.link.recv(Duration::ZERO) {
-            n += 1;
-            let qp = Bth::decode(&rx.frame).ok().and_then(|bth| self.qps.read().get(&bth.dest_qp).cloned());
-            if let Some(qp) = qp {
-                qp.handle_frame(&rx);
-            }
+    fn defer_ack(&self, qp: Arc<RcQp>) {
+        let mut acks = self.acks.lock();
+        if !acks.iter().any(|q| Arc::ptr_eq(q, &qp)) {
+            acks.push(qp);
+        }
+        self.acks_pending.store(true, AtomicOrdering::Release);
+    }
+
+    /// Sends the ACKs the port's QPs still owe (see the module docs on
+    /// ACK coalescing).
+    pub fn flush_acks(&self) {
+        if !self.acks_pending.swap(false, AtomicOrdering::AcqRel) {
+            return;
+        }
+        let qps = std::mem::take(&mut *self.acks.lock());
+        for qp in qps {
+            qp.flush_ack();
+        }
+    }
+
+    /// Receives and handles what the link holds, in the caller's thread
+    /// (unless another thread is doing so); when nothing came, sends the
+    /// ACKs still due: the caller is idle, and the ACKs leave off the path
+    /// of its next request or reply. Returns the frames handled.
+    pub fn progress(&self) -> usize {
+        self.polls.fetch_add(1, AtomicOrdering::Relaxed);
+        let n = match self.rx.try_lock() {
+            Some(_g) => self.drain(),
+            None => 0,
+        };
+        if n == 0 {
+            self.flush_acks();
         }
         n
     }
 
-    /// Receives and handles what the link holds, in the caller's thread
-    /// (unless another thread is doing so). Returns the frames handled.
-    pub fn progress(&self) -> usize {
-        self.last_poll.store(self.now_us(), AtomicOrdering::Relaxed);
-        match self.rx.try_lock() {
-            Some(_g) => self.drain(),
-            None => 0,
+    /// Whether a poller ran within [`POLLER_GRACE`] of `now`, given what the
+    /// caller saw last: the poll count and when it last changed.
+    fn polled_recently(&self, seen: &mut (u64, Option<Instant>), now: Instant) -> bool {
+        let polls = self.polls.load(AtomicOrdering::Relaxed);
+        if polls != seen.0 {
+            *seen = (polls, Some(now));
         }
-    }
-
-    fn polled_recently(&self) -> bool {
-        let last = self.last_poll.load(AtomicOrdering::Relaxed);
-        last != 0 && self.now_us().saturating_sub(last) < POLLER_GRACE.as_micros() as u64
+        seen.1.is_some_and(|t| now.duration_since(t) < POLLER_GRACE)
     }
 }
 
@@ -1289,21 +1401,26 @@ impl RcDriver {
             link,
             qps: parking_lot::RwLock::default(),
             rx: Mutex::new(()),
-            last_poll: std::sync::atomic::AtomicU64::new(0),
-            epoch: Instant::now(),
+            acks: Mutex::new(Vec::new()),
+            acks_pending: AtomicBool::new(false),
+            polls: std::sync::atomic::AtomicU64::new(0),
         });
         let p = Arc::clone(&port);
         let run = move || {
             let tick = Duration::from_micros(200);
             let mut last_tick = Instant::now();
+            let mut seen = (0, None);
             while !flag.load(AtomicOrdering::Relaxed) {
-                if p.polled_recently() {
+                if p.polled_recently(&mut seen, Instant::now()) {
                     std::thread::sleep(tick);
                 } else {
                     match p.link.wait_readable(Duration::from_micros(500)) {
                         Ok(true) => {
-                            let _g = p.rx.lock();
+                            let rx = p.rx.lock();
                             p.drain();
+                            drop(rx);
+                            // Nobody polls: nothing else would carry the ACKs soon.
+                            p.flush_acks();
                         }
                         Ok(false) => {}
                         Err(_) => std::thread::sleep(Duration::from_millis(1)),
@@ -1316,6 +1433,7 @@ impl RcDriver {
                     for qp in qps {
                         qp.tick(now);
                     }
+                    p.flush_acks();
                 }
             }
         };
@@ -1350,8 +1468,10 @@ impl RcDriver {
 impl Drop for RcDriver {
     fn drop(&mut self) {
         self.stop.store(true, AtomicOrdering::Relaxed);
+        self.port.flush_acks();
         // Frames and QPs must not outlive the driver through the port's map.
         self.port.qps.write().clear();
+        self.port.acks.lock().clear();
         if let Some(t) = self.thread.take() {
             // The driver may be dropped by its own thread (it held the last
             // reference to a QP whose memory kept the owner alive): it then

@@ -486,3 +486,152 @@ fn roce_rc_local_errors() {
     w.sges = vec![(SRC_KEY, BUF, u32::MAX); 2];
     assert!(qp.post_send(w).is_err());
 }
+
+// ----- ACK coalescing, driven by hand (no driver threads) -----
+
+use crate::fabric::link::{Link, Received};
+
+/// Two QPs on a perfect switch whose frames the test moves itself.
+struct Manual {
+    a: Side,
+    b: Side,
+    la: Arc<dyn Link>,
+    lb: Arc<dyn Link>,
+    _switch: Arc<VirtualSwitch>,
+}
+
+fn manual(max_outstanding: u32) -> Manual {
+    let sw = VirtualSwitch::new(Faults::none());
+    let (ga, gb) = (gid_from_ipv4(Ipv4Addr::new(10, 0, 1, 1)), gid_from_ipv4(Ipv4Addr::new(10, 0, 1, 2)));
+    let (la, lb): (Arc<dyn Link>, Arc<dyn Link>) = (sw.attach(ga).unwrap(), sw.attach(gb).unwrap());
+    let mut ca = RcConfig::new(0x100, gb, 0x200);
+    let mut cb = RcConfig::new(0x200, ga, 0x100);
+    (ca.mtu, cb.mtu, ca.max_outstanding) = (256, 256, max_outstanding);
+    cb.sq_psn = ca.rq_psn;
+    cb.rq_psn = ca.sq_psn;
+    let (ma, mb) = (mem(), mem());
+    let qa = RcQp::new(ca, Arc::clone(&la), ma.clone()).unwrap();
+    let qb = RcQp::new(cb, Arc::clone(&lb), mb.clone()).unwrap();
+    Manual { a: Side { qp: qa, mem: ma }, b: Side { qp: qb, mem: mb }, la, lb, _switch: sw }
+}
+
+/// Every frame waiting on `link`.
+fn frames(link: &Arc<dyn Link>) -> Vec<Received> {
+    let mut out = Vec::new();
+    while link.recv_many(16, &mut out).unwrap() == 16 {}
+    out
+}
+
+/// Hands `link`'s frames to `qp`; returns whether an ACK is left due.
+fn deliver(link: &Arc<dyn Link>, qp: &RcQp) -> (usize, bool) {
+    let fs = frames(link);
+    let mut due = false;
+    for f in &fs {
+        due = qp.handle_frame(f);
+    }
+    (fs.len(), due)
+}
+
+#[test]
+fn roce_rc_ack_waits_for_flush_and_covers_every_message() {
+    let m = manual(64);
+    for i in 0..3 {
+        m.b.qp.post_recv(RecvWr { wr_id: 100 + i, sges: vec![(DST_KEY, BUF, 64)] });
+        m.a.qp.post_send(wr(i, SendOp::Send, SRC_KEY, 64)).unwrap();
+    }
+    assert_eq!(deliver(&m.lb, &m.b.qp), (3, true));
+    // The receives completed, but no ACK went out yet.
+    assert_eq!(m.b.qp.poll(8).len(), 3);
+    assert_eq!(m.lb.stats().sent, 0);
+    assert!(m.b.qp.ack_due());
+    assert_eq!(frames(&m.la).len(), 0);
+    // One ACK covers the three messages.
+    m.b.qp.flush_ack();
+    assert!(!m.b.qp.ack_due());
+    assert_eq!(m.lb.stats().sent, 1);
+    assert_eq!(deliver(&m.la, &m.a.qp), (1, false));
+    let wcs = m.a.qp.poll(8);
+    assert_eq!(
+        wcs.iter().map(|w| (w.wr_id, w.status)).collect::<Vec<_>>(),
+        (0..3).map(|i| (i, WcStatus::Success)).collect::<Vec<_>>()
+    );
+    // Nothing more is due: a second flush sends nothing.
+    m.b.qp.flush_ack();
+    assert_eq!(m.lb.stats().sent, 1);
+}
+
+#[test]
+fn roce_rc_ack_goes_at_once_after_the_coalescing_limit() {
+    let m = manual(64);
+    for i in 0..8 {
+        m.b.qp.post_recv(RecvWr { wr_id: 100 + i, sges: vec![(DST_KEY, BUF, 64)] });
+        m.a.qp.post_send(wr(i, SendOp::Send, SRC_KEY, 64)).unwrap();
+    }
+    // The 8th request sends the ACK for all eight at once.
+    assert_eq!(deliver(&m.lb, &m.b.qp), (8, false));
+    assert_eq!(m.lb.stats().sent, 1);
+    deliver(&m.la, &m.a.qp);
+    assert_eq!(m.a.qp.poll(16).len(), 8);
+}
+
+#[test]
+fn roce_rc_mid_message_ack_request_is_answered_at_once() {
+    // A window of 4 packets asks for an ACK every 2 packets of a long message.
+    let m = manual(4);
+    m.b.qp.post_recv(RecvWr { wr_id: 7, sges: vec![(DST_KEY, BUF, 4096)] });
+    let data = pattern(10 * 256, 3);
+    m.a.mem.poke(SRC_KEY, BUF, &data).unwrap();
+    m.a.qp.post_send(wr(1, SendOp::Send, SRC_KEY, data.len())).unwrap();
+    // 4 packets in flight; the 2nd and 4th ask for ACKs, which go at once.
+    assert_eq!(deliver(&m.lb, &m.b.qp), (4, false));
+    assert_eq!(m.lb.stats().sent, 2);
+    // The rest of the message flows as the ACKs arrive.
+    let mut rounds = 0;
+    while m.b.qp.poll(1).is_empty() {
+        deliver(&m.la, &m.a.qp);
+        deliver(&m.lb, &m.b.qp);
+        rounds += 1;
+        assert!(rounds < 20, "message stuck");
+    }
+    assert_eq!(m.b.mem.peek(DST_KEY, BUF, data.len()).unwrap(), data);
+    // The last packet's ACK is the only one left due.
+    assert!(m.b.qp.ack_due());
+    m.b.qp.flush_ack();
+    deliver(&m.la, &m.a.qp);
+    let wcs = m.a.qp.poll(4);
+    assert_eq!((wcs.len(), wcs[0].status), (1, WcStatus::Success));
+}
+
+#[test]
+fn roce_rc_due_ack_leaves_before_a_nak() {
+    let m = manual(64);
+    m.b.qp.post_recv(RecvWr { wr_id: 100, sges: vec![(DST_KEY, BUF, 64)] });
+    m.a.qp.post_send(wr(1, SendOp::Send, SRC_KEY, 64)).unwrap();
+    // A WRITE through a key without remote write rights: NAK.
+    let mut bad = wr(2, SendOp::RdmaWrite, SRC_KEY, 64);
+    bad.rkey = RO_KEY;
+    m.a.qp.post_send(bad).unwrap();
+    let (n, due) = deliver(&m.lb, &m.b.qp);
+    assert_eq!((n, due), (2, false));
+    // The ACK of the SEND, then the NAK of the WRITE.
+    assert_eq!(m.lb.stats().sent, 2);
+    deliver(&m.la, &m.a.qp);
+    let wcs = m.a.qp.poll(4);
+    assert_eq!(
+        wcs.iter().map(|w| (w.wr_id, w.status)).collect::<Vec<_>>(),
+        vec![(1, WcStatus::Success), (2, WcStatus::RemAccessErr)]
+    );
+}
+
+#[test]
+fn roce_rc_error_state_sends_the_due_ack_first() {
+    let m = manual(64);
+    m.b.qp.post_recv(RecvWr { wr_id: 100, sges: vec![(DST_KEY, BUF, 64)] });
+    m.a.qp.post_send(wr(1, SendOp::Send, SRC_KEY, 64)).unwrap();
+    assert_eq!(deliver(&m.lb, &m.b.qp), (1, true));
+    m.b.qp.set_error();
+    assert_eq!(m.lb.stats().sent, 1);
+    deliver(&m.la, &m.a.qp);
+    let wcs = m.a.qp.poll(4);
+    assert_eq!((wcs.len(), wcs[0].status), (1, WcStatus::Success));
+}

@@ -46,13 +46,20 @@ pub fn dispatch(file: &File, cmd: u32, arg: &mut [u8], user: &dyn UserMemory) ->
     })
 }
 
+/// Room for the largest argument struct this core knows (a test checks
+/// the table): the struct is copied to the stack, not to the heap.
+const MAX_ARG: usize = 256;
+/// Nested arrays of one ioctl at most (a test checks the table).
+const MAX_PTRS: usize = 4;
+
 /// A validated call, as handlers see it.
 pub struct Call<'a> {
     desc: &'static IoctlDesc,
-    buf: Vec<u8>,
-    inputs: Vec<Option<Vec<u8>>>,
-    outputs: Vec<Option<Vec<u8>>>,
-    counts: Vec<u32>,
+    /// The argument struct: `buf[..desc.arg.size]`.
+    buf: [u8; MAX_ARG],
+    inputs: [Option<Vec<u8>>; MAX_PTRS],
+    outputs: [Option<Vec<u8>>; MAX_PTRS],
+    counts: [u32; MAX_PTRS],
     device: &'a Device,
     /// Copy the struct back even when the handler fails (POST_SEND and
     /// POST_RECV, for `bad_wr`).
@@ -109,15 +116,18 @@ fn dispatch_inner(file: &File, cmd: u32, arg: &mut [u8], user: &dyn UserMemory) 
         )));
     }
     let core_size = desc.arg.size;
+    if core_size > MAX_ARG || desc.ptrs.len() > MAX_PTRS {
+        return Err(Error::invalid(format!("{}: the core's table entry is too large", desc.name)));
+    }
     let n = d.size.min(core_size);
-    let mut buf = vec![0u8; core_size];
+    let mut buf = [0u8; MAX_ARG];
     if desc.dir.copies_in() {
         if arg[core_size.min(d.size)..].iter().any(|b| *b != 0) {
             return Err(Error::TooBig(format!("{}: non-zero bytes past the {core_size} this core knows", desc.name)));
         }
         buf[..n].copy_from_slice(&arg[..n]);
         // 3. reserved fields and flags
-        check_struct(desc.arg, &buf, || desc.arg.name.to_string())?;
+        check_struct(desc.arg, &buf[..core_size], || desc.arg.name.to_string())?;
     }
     // 4. file and device
     file.check()?;
@@ -127,13 +137,13 @@ fn dispatch_inner(file: &File, cmd: u32, arg: &mut [u8], user: &dyn UserMemory) 
         return Err(Error::NotSupported(format!("{} needs {:?}", desc.name, desc.cap)));
     }
     // 6. nested arrays
-    let mut inputs = Vec::with_capacity(desc.ptrs.len());
-    let mut counts = Vec::with_capacity(desc.ptrs.len());
-    for p in desc.ptrs {
-        let (ptr, count) = p.read(&buf).ok_or_else(|| Error::invalid("pointer field outside the struct"))?;
-        counts.push(count);
+    let mut inputs = [const { None }; MAX_PTRS];
+    let mut counts = [0; MAX_PTRS];
+    for (i, p) in desc.ptrs.iter().enumerate() {
+        let (ptr, count) =
+            p.read(&buf[..core_size]).ok_or_else(|| Error::invalid("pointer field outside the struct"))?;
+        counts[i] = count;
         if count == 0 || ptr == 0 {
-            inputs.push(None);
             continue;
         }
         let limit = array_max(device, desc, p);
@@ -150,16 +160,15 @@ fn dispatch_inner(file: &File, cmd: u32, arg: &mut [u8], user: &dyn UserMemory) 
                 for (i, e) in v.chunks_exact(p.elem.size).enumerate() {
                     check_struct(p.elem, e, || format!("{}[{i}]", p.name))?;
                 }
-                inputs.push(Some(v));
+                inputs[i] = Some(v);
             }
             Access::Out => {
                 user.check_writable(ptr, bytes).map_err(|_| Error::Fault { addr: ptr, len: bytes as u64 })?;
-                inputs.push(None);
             }
         }
     }
     let mut call =
-        Call { desc, buf, inputs, outputs: vec![None; desc.ptrs.len()], counts, device, copy_back_on_error: false };
+        Call { desc, buf, inputs, outputs: [const { None }; MAX_PTRS], counts, device, copy_back_on_error: false };
     if let Err(e) = handle(file, &mut call) {
         if call.copy_back_on_error && desc.dir.copies_out() {
             arg[..n].copy_from_slice(&call.buf[..n]);
@@ -170,7 +179,8 @@ fn dispatch_inner(file: &File, cmd: u32, arg: &mut [u8], user: &dyn UserMemory) 
     // Results: arrays first (checked writable above), then the struct.
     for (i, p) in desc.ptrs.iter().enumerate() {
         if let Some(out) = &call.outputs[i] {
-            let (ptr, _) = p.read(&call.buf).ok_or_else(|| Error::invalid("pointer field outside the struct"))?;
+            let (ptr, _) =
+                p.read(&call.buf[..core_size]).ok_or_else(|| Error::invalid("pointer field outside the struct"))?;
             user.copy_out(ptr, out).map_err(|_| Error::Fault { addr: ptr, len: out.len() as u64 })?;
         }
     }
@@ -195,13 +205,13 @@ impl Call<'_> {
 
     /// The argument struct.
     pub fn arg<T: FromBytes + KnownLayout + Immutable>(&self) -> Result<T> {
-        T::read_from_bytes(&self.buf).map_err(|_| Error::invalid("argument layout mismatch"))
+        T::read_from_bytes(&self.buf[..self.desc.arg.size]).map_err(|_| Error::invalid("argument layout mismatch"))
     }
 
     /// Replace the argument struct (copied back for R/RW commands).
     pub fn set_arg<T: IntoBytes + Immutable>(&mut self, v: &T) {
         let b = v.as_bytes();
-        let n = b.len().min(self.buf.len());
+        let n = b.len().min(self.desc.arg.size);
         self.buf[..n].copy_from_slice(&b[..n]);
     }
 
@@ -221,7 +231,9 @@ impl Call<'_> {
     pub fn output<E: IntoBytes + Immutable>(&mut self, i: usize, data: &[E]) {
         let max = self.counts.get(i).copied().unwrap_or(0) as usize * self.desc.ptrs.get(i).map_or(0, |p| p.elem.size);
         let b = data.as_bytes();
-        self.outputs[i] = Some(b[..b.len().min(max)].to_vec());
+        if let Some(slot) = self.outputs.get_mut(i) {
+            *slot = Some(b[..b.len().min(max)].to_vec());
+        }
     }
 }
 
@@ -536,4 +548,17 @@ fn signal_targets(file: &File, syncs: &[sys::accel_sync], what: &str) -> Result<
         out.push((obj, s.point));
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_table_entry_fits_the_inline_storage() {
+        for d in ioctl::IOCTLS {
+            assert!(d.arg.size <= MAX_ARG, "{}: {} bytes > {MAX_ARG}", d.name, d.arg.size);
+            assert!(d.ptrs.len() <= MAX_PTRS, "{}: {} arrays > {MAX_PTRS}", d.name, d.ptrs.len());
+        }
+    }
 }

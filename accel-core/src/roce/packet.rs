@@ -69,6 +69,7 @@ const IPV6_HDR_LEN: usize = 40;
 const UDP_HDR_LEN: usize = 8;
 const IPV4_VERSION_IHL: u8 = 0x45;
 const IPV4_TOS: usize = 1;
+const IPV4_ID: usize = 4;
 const IPV4_TTL: usize = 8;
 const IPV4_CHECKSUM: usize = 10;
 const IPV4_FLAG_DF: u16 = 0x4000;
@@ -629,8 +630,18 @@ impl Packet {
 
     /// BTH .. pad, without the ICRC.
     fn encode_body(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(self.wire_len());
-        out.extend_from_slice(&self.bth.to_bytes());
+        self.encode_body_with(&self.payload)
+    }
+
+    /// BTH .. pad for `payload` (the pad count follows its length), room
+    /// left for the ICRC.
+    fn encode_body_with(&self, payload: &[u8]) -> Vec<u8> {
+        let n = self.bth.opcode.header_len() + payload.len();
+        let pad = pad_for(n);
+        let mut out = Vec::with_capacity(n + usize::from(pad) + ICRC_LEN);
+        let mut bth = self.bth;
+        bth.pad_count = pad;
+        out.extend_from_slice(&bth.to_bytes());
         if let Some(reth) = &self.reth {
             out.extend_from_slice(&reth.to_bytes());
         }
@@ -640,8 +651,37 @@ impl Packet {
         if let Some(imm) = &self.immdt {
             out.extend_from_slice(&imm.to_bytes());
         }
-        out.extend_from_slice(&self.payload);
-        out.resize(out.len() + usize::from(self.bth.pad_count), 0);
+        out.extend_from_slice(payload);
+        out.resize(out.len() + usize::from(pad), 0);
+        out
+    }
+
+    /// [`Packet::encode_for_id`] of this packet's headers followed by
+    /// `payload` rather than its own payload (which should be empty): a
+    /// sender that keeps the message elsewhere encodes each packet straight
+    /// from it. The caller keeps to the opcode's payload rules and
+    /// [`MAX_PAYLOAD`], as [`PacketBuilder::build`] would check.
+    pub fn encode_for_id_with_payload(
+        &self,
+        payload: &[u8],
+        src: Ipv4Addr,
+        dst: Ipv4Addr,
+        src_port: u16,
+        ip_id: u16,
+    ) -> Vec<u8> {
+        let mut out = self.encode_body_with(payload);
+        let (ip, udp) = ipv4_udp_headers(src, dst, src_port, out.len() + ICRC_LEN, ip_id);
+        let crc = icrc_ipv4(&ip, &udp, &out);
+        out.extend_from_slice(&crc.to_le_bytes());
+        out
+    }
+
+    /// [`Packet::encode`] of this packet's headers followed by `payload`
+    /// (see [`Packet::encode_for_id_with_payload`]).
+    pub fn encode_with_payload(&self, payload: &[u8]) -> Vec<u8> {
+        let mut out = self.encode_body_with(payload);
+        let crc = icrc_transport_only(&out);
+        out.extend_from_slice(&crc.to_le_bytes());
         out
     }
 
@@ -666,8 +706,16 @@ impl Packet {
     /// `dst:4791`. The ICRC covers the IPv4 and UDP headers that
     /// [`Packet::ipv4_udp_frame`] builds (identification 0, DF set).
     pub fn encode_for(&self, src: Ipv4Addr, dst: Ipv4Addr, src_port: u16) -> Vec<u8> {
+        self.encode_for_id(src, dst, src_port, 0)
+    }
+
+    /// [`Packet::encode_for`] for a datagram whose IPv4 identification will
+    /// be `ip_id`: segment `ip_id` of a UDP GSO batch, which the kernel (or
+    /// the NIC) numbers from the batch's identification, 0 for a DF
+    /// datagram of an unconnected socket.
+    pub fn encode_for_id(&self, src: Ipv4Addr, dst: Ipv4Addr, src_port: u16, ip_id: u16) -> Vec<u8> {
         self.encode_with(|body| {
-            let (ip, udp) = ipv4_udp_headers(src, dst, src_port, body.len() + ICRC_LEN);
+            let (ip, udp) = ipv4_udp_headers(src, dst, src_port, body.len() + ICRC_LEN, ip_id);
             icrc_ipv4(&ip, &udp, body)
         })
     }
@@ -677,7 +725,7 @@ impl Packet {
     /// correct header checksum. UDP: destination port 4791, checksum 0.
     pub fn ipv4_udp_frame(&self, src: Ipv4Addr, dst: Ipv4Addr, src_port: u16) -> Vec<u8> {
         let ib = self.encode_for(src, dst, src_port);
-        let (ip, udp) = ipv4_udp_headers(src, dst, src_port, ib.len());
+        let (ip, udp) = ipv4_udp_headers(src, dst, src_port, ib.len(), 0);
         [&ip[..], &udp[..], &ib].concat()
     }
 
@@ -745,10 +793,51 @@ impl Packet {
     /// captured frame with other IPv4 fields, use [`Packet::decode_with`] and
     /// [`icrc_ipv4`] on the real headers.
     pub fn decode_from(src: Ipv4Addr, dst: Ipv4Addr, src_port: u16, bytes: &[u8]) -> Result<Self, PacketError> {
+        Self::decode_from_exact(src, dst, src_port, 0, bytes)
+    }
+
+    fn decode_from_exact(
+        src: Ipv4Addr,
+        dst: Ipv4Addr,
+        src_port: u16,
+        ip_id: u16,
+        bytes: &[u8],
+    ) -> Result<Self, PacketError> {
         Self::decode_with(bytes, |body| {
-            let (ip, udp) = ipv4_udp_headers(src, dst, src_port, bytes.len());
+            let (ip, udp) = ipv4_udp_headers(src, dst, src_port, bytes.len(), ip_id);
             icrc_ipv4(&ip, &udp, body)
         })
+    }
+
+    /// [`Packet::decode_from`] for a datagram whose IPv4 identification is
+    /// probably `ip_id`. A UDP socket never sees the identification, and
+    /// the segments of a GSO batch carry consecutive ones, so when the ICRC
+    /// does not match `ip_id` the identifications `ip_id ^ v` for `v` in
+    /// 1..[`IP_ID_SEARCH`] are tried too: the ICRC is linear in the
+    /// identification, so each try is one XOR ([`icrc_ip_id_delta`]). A
+    /// corrupted frame then passes with probability 63 in 2^32 rather than
+    /// 1 in 2^32.
+    pub fn decode_from_id(
+        src: Ipv4Addr,
+        dst: Ipv4Addr,
+        src_port: u16,
+        ip_id: u16,
+        bytes: &[u8],
+    ) -> Result<Self, PacketError> {
+        match Self::decode_from_exact(src, dst, src_port, ip_id, bytes) {
+            Err(PacketError::BadIcrc { expected, found }) => {
+                let basis = ip_id_basis(bytes.len());
+                let syndrome = expected ^ found;
+                let v = (1..IP_ID_SEARCH).find(|&v| {
+                    (0..16).filter(|b| v >> b & 1 == 1).fold(0, |acc, b| acc ^ basis[b as usize]) == syndrome
+                });
+                match v {
+                    Some(v) => Self::decode_from_exact(src, dst, src_port, ip_id ^ v, bytes),
+                    None => Err(PacketError::BadIcrc { expected, found }),
+                }
+            }
+            other => other,
+        }
     }
 }
 
@@ -920,12 +1009,14 @@ fn ipv4_udp_headers(
     dst: Ipv4Addr,
     src_port: u16,
     ib_len: usize,
+    ip_id: u16,
 ) -> ([u8; IPV4_HDR_LEN], [u8; UDP_HDR_LEN]) {
     let udp_len = u16::try_from(UDP_HDR_LEN + ib_len).unwrap_or(u16::MAX);
     let total_len = udp_len.saturating_add(IPV4_HDR_LEN as u16);
     let mut ip = [0u8; IPV4_HDR_LEN];
     ip[0] = IPV4_VERSION_IHL;
     ip[2..4].copy_from_slice(&total_len.to_be_bytes());
+    ip[IPV4_ID..IPV4_ID + 2].copy_from_slice(&ip_id.to_be_bytes());
     ip[6..8].copy_from_slice(&IPV4_FLAG_DF.to_be_bytes());
     ip[IPV4_TTL] = IPV4_DEFAULT_TTL;
     ip[9] = IPPROTO_UDP;
@@ -938,6 +1029,47 @@ fn ipv4_udp_headers(
     udp[2..4].copy_from_slice(&ROCE_V2_UDP_PORT.to_be_bytes());
     udp[4..6].copy_from_slice(&udp_len.to_be_bytes());
     (ip, udp)
+}
+
+/// Identifications [`Packet::decode_from_id`] tries: a GSO batch has at
+/// most 64 segments.
+pub const IP_ID_SEARCH: u16 = 64;
+
+/// How the RoCE v2 ICRC of an IPv4 datagram whose UDP payload (the IB
+/// packet with its ICRC) is `ib_len` bytes changes when its IPv4
+/// identification changes by the XOR `id_xor`. The CRC is affine, so the
+/// change depends only on `id_xor` and the length: with headers for
+/// identification `a`, `icrc(b) == icrc(a) ^ icrc_ip_id_delta(len, a ^ b)`.
+pub fn icrc_ip_id_delta(ib_len: usize, id_xor: u16) -> u32 {
+    // The ICRC input: the stand-in LRH, the IPv4 and UDP headers, and the IB
+    // packet without its ICRC. Two inputs of zeros that differ only in the
+    // identification have CRCs that differ by exactly the wanted amount.
+    let len = ICRC_LRH_ONES.len() + IPV4_HDR_LEN + UDP_HDR_LEN + ib_len.saturating_sub(ICRC_LEN);
+    let at = ICRC_LRH_ONES.len() + IPV4_ID;
+    let crc_of = |id: u16| {
+        static ZEROS: [u8; 4096] = [0; 4096];
+        let mut h = crc32fast::Hasher::new();
+        h.update(&ZEROS[..at]);
+        h.update(&id.to_be_bytes());
+        let mut left = len - at - 2;
+        while left > 0 {
+            let n = left.min(ZEROS.len());
+            h.update(&ZEROS[..n]);
+            left -= n;
+        }
+        h.finalize()
+    };
+    crc_of(id_xor) ^ crc_of(0)
+}
+
+/// [`icrc_ip_id_delta`] of each of the low 16 bits.
+fn ip_id_basis(ib_len: usize) -> [u32; 16] {
+    let mut basis = [0; 16];
+    let bits = 16 - (IP_ID_SEARCH - 1).leading_zeros() as usize;
+    for (b, d) in basis.iter_mut().enumerate().take(bits) {
+        *d = icrc_ip_id_delta(ib_len, 1 << b);
+    }
+    basis
 }
 
 /// `psn + n` mod 2^24.
@@ -1602,5 +1734,54 @@ mod tests {
                 assert_eq!(psn_cmp(b, a), Ordering::Greater);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod ip_id_tests {
+    use super::*;
+
+    fn write_middle() -> Packet {
+        Packet::builder(Opcode::RdmaWriteMiddle, 0x42, 77).payload(vec![0xA5; 1024]).build().unwrap()
+    }
+
+    #[test]
+    fn icrc_is_affine_in_the_ip_id() {
+        let (a, b) = (Ipv4Addr::new(10, 1, 2, 3), Ipv4Addr::new(10, 1, 2, 4));
+        let p = write_middle();
+        let icrc = |id: u16| {
+            let f = p.encode_for_id(a, b, 50_000, id);
+            u32::from_le_bytes(f[f.len() - 4..].try_into().unwrap())
+        };
+        let len = p.wire_len();
+        for (x, y) in [(0u16, 1u16), (0, 13), (5, 9), (0x1234, 0xFFFF), (63, 0)] {
+            assert_eq!(icrc(y), icrc(x) ^ icrc_ip_id_delta(len, x ^ y), "ids {x} {y}");
+            assert_ne!(icrc(x), icrc(y));
+        }
+        assert_eq!(icrc_ip_id_delta(len, 0), 0);
+        // Identification 0 is what encode_for writes.
+        assert_eq!(p.encode_for_id(a, b, 50_000, 0), p.encode_for(a, b, 50_000));
+    }
+
+    #[test]
+    fn decode_finds_the_ip_id_of_a_gso_segment() {
+        let (a, b) = (Ipv4Addr::new(10, 1, 2, 3), Ipv4Addr::new(10, 1, 2, 4));
+        let p = write_middle();
+        for id in [0u16, 1, 13, 63] {
+            let f = p.encode_for_id(a, b, 50_000, id);
+            // Exact hint, wrong hint (the receiver assumed 0), both decode.
+            assert_eq!(Packet::decode_from_id(a, b, 50_000, id, &f), Ok(p.clone()));
+            assert!(Packet::decode_from_id(b, a, 50_000, 0, &f).is_err(), "addresses still count");
+            assert_eq!(Packet::decode_from_id(a, b, 50_000, 0, &f), Ok(p.clone()), "id {id}");
+        }
+        // Beyond the search window: refused, as is plain decode_from of a non-zero id.
+        let f = p.encode_for_id(a, b, 50_000, 64);
+        assert!(matches!(Packet::decode_from_id(a, b, 50_000, 0, &f), Err(PacketError::BadIcrc { .. })));
+        let f = p.encode_for_id(a, b, 50_000, 3);
+        assert!(matches!(Packet::decode_from(a, b, 50_000, &f), Err(PacketError::BadIcrc { .. })));
+        // A flipped payload bit is still caught.
+        let mut f = p.encode_for_id(a, b, 50_000, 3);
+        f[100] ^= 0x10;
+        assert!(matches!(Packet::decode_from_id(a, b, 50_000, 0, &f), Err(PacketError::BadIcrc { .. })));
     }
 }

@@ -69,7 +69,7 @@ fn switch_delivers_between_ports() {
     let f = frame(&*a, &*b, 7);
     a.send(&b.gid(), f.clone()).unwrap();
     let rx = b.recv(WAIT).unwrap().unwrap();
-    assert_eq!(rx, Received { src: a.gid(), src_port: ROCE_V2_UDP_PORT, frame: f });
+    assert_eq!(rx, Received { src: a.gid(), src_port: ROCE_V2_UDP_PORT, frame: f, ip_id: 0 });
     assert_eq!(decode(&rx, &*b), Ok(packet(7)));
     // And back, in order.
     for psn in 0..10 {
@@ -477,4 +477,39 @@ fn switch_send_many_and_recv_many_batch() {
     assert_eq!(b.recv_many(100, &mut got).unwrap(), 24);
     assert_eq!(b.recv_many(16, &mut got).unwrap(), 0);
     assert_eq!(got.iter().map(|r| r.frame[0]).collect::<Vec<_>>(), (0..40).collect::<Vec<_>>());
+}
+
+#[test]
+fn udp_gso_batch_arrives_as_frames_with_their_ip_ids() {
+    let (a, b) = udp_pair();
+    assert!(a.gso() && b.gso(), "UDP GSO/GRO unavailable on this kernel");
+    assert_eq!(a.gso_max_segments(), 64);
+    a.add_peer(b.gid(), b.local_addr());
+    let (ip, port) = (Ipv4Addr::LOCALHOST, a.local_addr().port());
+    let packets: Vec<Packet> = (0..5u32)
+        .map(|i| {
+            let len = if i == 4 { 100 } else { 1024 };
+            Packet::builder(Opcode::SendMiddle, 0x42, i).payload(vec![i as u8; len]).build().unwrap()
+        })
+        .collect();
+    let frames: Vec<Vec<u8>> = packets.iter().zip(0u16..).map(|(p, id)| p.encode_for_id(ip, ip, port, id)).collect();
+    a.send_segments(&b.gid(), frames.clone()).unwrap();
+    assert_eq!(a.stats().sent, 5);
+    let mut got = vec![b.recv(WAIT).unwrap().expect("datagram")];
+    let deadline = Instant::now() + WAIT;
+    while got.len() < 5 && Instant::now() < deadline {
+        b.recv_many(16, &mut got).unwrap();
+    }
+    assert_eq!(got.iter().map(|r| r.frame.clone()).collect::<Vec<_>>(), frames);
+    for (r, p) in got.iter().zip(&packets) {
+        assert_eq!(Packet::decode_from_id(ip, ip, r.src_port, r.ip_id, &r.frame).as_ref(), Ok(p));
+    }
+    // A batch of the wrong shape (a longer last frame) goes datagram by datagram.
+    a.send_segments(&b.gid(), vec![vec![1; 64], vec![2; 80]]).unwrap();
+    let mut got = Vec::new();
+    let deadline = Instant::now() + WAIT;
+    while got.len() < 2 && Instant::now() < deadline {
+        b.recv_many(16, &mut got).unwrap();
+    }
+    assert_eq!(got.iter().map(|r| (r.frame.len(), r.ip_id)).collect::<Vec<_>>(), vec![(64, 0), (80, 0)]);
 }

@@ -363,6 +363,12 @@ impl RcMemory for QpMemory {
         let host = mr.bo.host().ok_or(AccessError::OutOfBounds)?;
         host.write(at, data).map_err(|_| AccessError::OutOfBounds)
     }
+
+    fn read_into(&self, key: u32, addr: u64, dst: &mut [u8], access: Access) -> Result<(), AccessError> {
+        let (mr, at) = self.locate(key, addr, dst.len(), access)?;
+        let host = mr.bo.host().ok_or(AccessError::OutOfBounds)?;
+        host.read(at, dst).map_err(|_| AccessError::OutOfBounds)
+    }
 }
 
 #[derive(Debug)]

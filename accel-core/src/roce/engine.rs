@@ -63,7 +63,7 @@ use super::packet::{
     AETH_CREDITS_INVALID, Aeth, AethKind, Bth, ImmDt, MSN_MASK, NakCode, Opcode, PSN_MASK, Packet, Reth, psn_add,
     psn_diff,
 };
-use crate::fabric::link::{Gid, Link, Received, gid_to_ipv4};
+use crate::fabric::link::{Gid, Link, MAX_FRAME_LEN, Received, gid_to_ipv4};
 
 /// Connection parameters of an [`RcQp`] (what RTR/RTS would set).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -299,6 +299,23 @@ struct Requester {
     rnr_until: Option<Instant>,
     /// READ response PSN last re-requested after a gap.
     read_gap: Option<u32>,
+    /// Payload buffers of completed WRs, for the next posts: a 64 KiB
+    /// buffer per message would otherwise go back to the allocator, which
+    /// returns it to the kernel and faults it in again.
+    spare: Vec<Vec<u8>>,
+}
+
+/// Payload buffers a QP keeps for reuse, and the largest it keeps.
+const SPARE_BUFFERS: usize = 4;
+const SPARE_MAX_BYTES: usize = 4 << 20;
+
+impl Requester {
+    /// Keeps `data` for a later post if there is room.
+    fn recycle(&mut self, data: Vec<u8>) {
+        if self.spare.len() < SPARE_BUFFERS && data.capacity() <= SPARE_MAX_BYTES && data.capacity() > 0 {
+            self.spare.push(data);
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -348,7 +365,37 @@ impl std::fmt::Debug for RcQp {
 }
 
 /// Packets built under the lock, sent in order.
-type Out = Vec<Packet>;
+type Out = Vec<OutPkt>;
+
+/// A packet to send: its headers, with its payload either inside it or, for
+/// SEND and WRITE data, a range of a send WR's gathered data (encoded
+/// straight from there, without a copy into the packet).
+#[derive(Debug)]
+struct OutPkt {
+    pkt: Packet,
+    /// (index in the send queue, byte range of its data).
+    wqe: Option<(usize, std::ops::Range<usize>)>,
+}
+
+impl From<Packet> for OutPkt {
+    fn from(pkt: Packet) -> Self {
+        OutPkt { pkt, wqe: None }
+    }
+}
+
+impl OutPkt {
+    fn payload<'a>(&'a self, st: &'a State) -> &'a [u8] {
+        match &self.wqe {
+            Some((i, r)) => st.req.sq.get(*i).and_then(|w| w.data.get(r.clone())).unwrap_or_default(),
+            None => self.pkt.payload(),
+        }
+    }
+
+    fn wire_len(&self, st: &State) -> usize {
+        let n = self.pkt.bth().opcode.header_len() + self.payload(st).len();
+        n + (4 - n % 4) % 4 + crate::roce::packet::ICRC_LEN
+    }
+}
 
 impl RcQp {
     /// A QP in RTS state sending on `link`, using `mem` for local memory;
@@ -402,6 +449,7 @@ impl RcQp {
                 timer: None,
                 rnr_until: None,
                 read_gap: None,
+                spare: Vec::new(),
             },
             resp: Responder {
                 rq: VecDeque::new(),
@@ -482,20 +530,57 @@ impl RcQp {
         (st.req.sq.len(), st.resp.rq.len() + usize::from(st.resp.recv.is_some()))
     }
 
-    fn encode(&self, p: &Packet) -> Vec<u8> {
+    fn encode(&self, st: &State, p: &OutPkt, ip_id: u16) -> Vec<u8> {
+        let payload = p.payload(st);
         match self.ipv4 {
-            Some((src, dst, port)) => p.encode_for(src, dst, port),
-            None => p.encode(),
+            Some((src, dst, port)) => p.pkt.encode_for_id_with_payload(payload, src, dst, port, ip_id),
+            None => p.pkt.encode_with_payload(payload),
         }
     }
 
-    fn send_out(&self, out: Out) {
-        if out.is_empty() {
+    /// Sends `out` in order. A refused frame is a lost frame: the timer
+    /// recovers. On a link with segmentation offload, each run of packets of
+    /// one length (the last may be shorter) leaves as one batch, every
+    /// packet's ICRC computed for its IPv4 identification in the batch.
+    fn send_out(&self, st: &State, out: Out) {
+        let dst = &self.cfg.dest_gid;
+        let max = self.link.gso_max_segments();
+        if self.ipv4.is_none() || max < 2 || out.len() < 2 {
+            if !out.is_empty() {
+                let _ = self.link.send_many(dst, out.iter().map(|p| self.encode(st, p, 0)).collect());
+            }
             return;
         }
-        let frames = out.iter().map(|p| self.encode(p)).collect();
-        // A refused frame is a lost frame: the timer recovers.
-        let _ = self.link.send_many(&self.cfg.dest_gid, frames);
+        let mut singles = Vec::new();
+        let mut i = 0;
+        while i < out.len() {
+            let size = out[i].wire_len(st);
+            let (mut j, mut total) = (i + 1, size);
+            while j < out.len() && j - i < max {
+                let len = out[j].wire_len(st);
+                if len > size || total + len > MAX_FRAME_LEN {
+                    break;
+                }
+                total += len;
+                j += 1;
+                if len < size {
+                    break;
+                }
+            }
+            if j - i < 2 {
+                singles.push(self.encode(st, &out[i], 0));
+            } else {
+                if !singles.is_empty() {
+                    let _ = self.link.send_many(dst, std::mem::take(&mut singles));
+                }
+                let frames = out[i..j].iter().zip(0u16..).map(|(p, id)| self.encode(st, p, id)).collect();
+                let _ = self.link.send_segments(dst, frames);
+            }
+            i = j;
+        }
+        if !singles.is_empty() {
+            let _ = self.link.send_many(dst, singles);
+        }
     }
 
     /// The due ACK as a packet, which is then no longer due.
@@ -512,7 +597,7 @@ impl RcQp {
     pub fn flush_ack(&self) {
         let mut st = self.state.lock();
         if let Some(p) = self.take_ack(&mut st) {
-            self.send_out(vec![p]);
+            self.send_out(&st, vec![p.into()]);
         }
     }
 
@@ -544,11 +629,17 @@ impl RcQp {
             return Ok(());
         }
         let mut data = Vec::new();
-        if wr.opcode != SendOp::RdmaRead {
-            data.reserve(len as usize);
+        if wr.opcode != SendOp::RdmaRead && len > 0 {
+            data = st.req.spare.pop().unwrap_or_default();
+            // A reused buffer is only zeroed where it grows.
+            data.truncate(len as usize);
+            data.resize(len as usize, 0);
+            let mut at = 0;
             for &(key, addr, l) in &wr.sges {
-                match self.mem.read(key, addr, l as usize, Access::empty()) {
-                    Ok(b) => data.extend_from_slice(&b),
+                let piece = &mut data[at..at + l as usize];
+                at += l as usize;
+                match self.mem.read_into(key, addr, piece, Access::empty()) {
+                    Ok(()) => {}
                     Err(_) => {
                         let wc = Wc {
                             wr_id: wr.wr_id,
@@ -571,7 +662,7 @@ impl RcQp {
         st.req.sq.push_back(SendWqe { wr, data, len, first_psn, npkts, rx_pkts: 0 });
         let mut out = Out::new();
         self.transmit(&mut st, Instant::now(), &mut out);
-        self.send_out(out);
+        self.send_out(&st, out);
         self.check_overflow(&mut st);
         Ok(())
     }
@@ -625,7 +716,7 @@ impl RcQp {
     fn enter_error(&self, st: &mut State) {
         // What was executed stays acknowledged.
         if let Some(p) = self.take_ack(st) {
-            self.send_out(vec![p]);
+            self.send_out(st, vec![p.into()]);
         }
         st.error = true;
         st.req.timer = None;
@@ -633,6 +724,7 @@ impl RcQp {
         while let Some(w) = st.req.sq.pop_front() {
             let wc = Wc::flushed_send(&w.wr, self.cfg.qpn);
             self.push_wc(st, wc);
+            st.req.recycle(w.data);
         }
         st.req.cur_idx = 0;
         st.req.cur_pkt = 0;
@@ -669,7 +761,7 @@ impl RcQp {
         }
         let decoded = match self.ipv4 {
             // The peer's address is rx.src (checked above): rebuild its headers.
-            Some((local, peer, _)) => Packet::decode_from(peer, local, rx.src_port, &rx.frame),
+            Some((local, peer, _)) => Packet::decode_from_id(peer, local, rx.src_port, rx.ip_id, &rx.frame),
             None => Packet::decode(&rx.frame),
         };
         let Ok(pkt) = decoded else { return false };
@@ -686,7 +778,7 @@ impl RcQp {
             self.complete_on(&mut st, &pkt, now, &mut out);
             self.transmit(&mut st, now, &mut out);
             if !out.is_empty() {
-                out.extend(self.take_ack(&mut st));
+                out.extend(self.take_ack(&mut st).map(OutPkt::from));
             }
         } else {
             // Responses leave in PSN order: the due ACK before a NAK or a READ
@@ -697,10 +789,10 @@ impl RcQp {
                 && !out.is_empty()
                 && let Some(ack) = self.take_ack(&mut st)
             {
-                out.insert(0, ack);
+                out.insert(0, ack.into());
             }
         }
-        self.send_out(out);
+        self.send_out(&st, out);
         self.check_overflow(&mut st);
         st.resp.ack_due.is_some()
     }
@@ -734,9 +826,9 @@ impl RcQp {
             }
         }
         if !out.is_empty() {
-            out.extend(self.take_ack(&mut st));
+            out.extend(self.take_ack(&mut st).map(OutPkt::from));
         }
-        self.send_out(out);
+        self.send_out(&st, out);
         self.check_overflow(&mut st);
     }
 
@@ -784,7 +876,7 @@ impl RcQp {
                 let off = r.cur_pkt * mtu;
                 let reth = Reth { va: w.wr.remote_addr + u64::from(off), rkey: w.wr.rkey, dma_len: w.len - off };
                 let p = Packet::builder(Opcode::RdmaReadRequest, dqp, psn).reth(reth).ack_req(true).build();
-                out.extend(p.ok());
+                out.extend(p.ok().map(OutPkt::from));
                 end = w.end_psn();
                 r.cur_idx += 1;
                 r.cur_pkt = 0;
@@ -799,7 +891,6 @@ impl RcQp {
                 // (which resets the retry count) even if a later packet is lost again.
                 let resend = psn_diff(psn, r.max_sent) < 0;
                 let mut b = Packet::builder(op, dqp, psn)
-                    .payload(&w.data[start..stop])
                     .ack_req(last || resend || (i + 1).is_multiple_of(half))
                     .solicited(last && matches!(w.wr.opcode, SendOp::SendWithImm | SendOp::RdmaWriteWithImm));
                 if op.has_reth() {
@@ -808,7 +899,8 @@ impl RcQp {
                 if op.has_immdt() {
                     b = b.immdt(ImmDt(w.wr.imm));
                 }
-                out.extend(b.build().ok());
+                let wqe = Some((r.cur_idx, start..stop));
+                out.extend(b.build().ok().map(|pkt| OutPkt { pkt, wqe }));
                 end = psn_add(psn, 1);
                 r.cur_pkt += 1;
                 if r.cur_pkt == w.npkts {
@@ -895,6 +987,7 @@ impl RcQp {
                 };
                 self.push_wc(st, wc);
             }
+            st.req.recycle(w.data);
         }
     }
 
@@ -1008,7 +1101,9 @@ impl RcQp {
     // ----- responder -----
 
     fn ack(&self, psn: u32, aeth: Aeth, out: &mut Out) {
-        out.extend(Packet::builder(Opcode::Acknowledge, self.cfg.dest_qpn, psn).aeth(aeth).build().ok());
+        out.extend(
+            Packet::builder(Opcode::Acknowledge, self.cfg.dest_qpn, psn).aeth(aeth).build().ok().map(OutPkt::from),
+        );
     }
 
     fn respond(&self, st: &mut State, pkt: &Packet, out: &mut Out) {
@@ -1182,7 +1277,7 @@ impl RcQp {
             // A request in the middle of a message comes from a sender whose
             // window is filling: it waits for this ACK, so it goes now.
             if !ends || st.resp.acks_owed >= ACK_COALESCE_MAX {
-                out.extend(self.take_ack(st));
+                out.extend(self.take_ack(st).map(OutPkt::from));
             }
         }
         Ok(())
@@ -1214,7 +1309,7 @@ impl RcQp {
             if op.has_aeth() {
                 b = b.aeth(Aeth::ack(AETH_CREDITS_INVALID, st.resp.msn));
             }
-            out.extend(b.build().ok());
+            out.extend(b.build().ok().map(OutPkt::from));
         }
         true
     }

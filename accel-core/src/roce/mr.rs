@@ -37,6 +37,14 @@ pub trait RcMemory: Send + Sync {
     fn read(&self, key: u32, addr: u64, len: usize, access: Access) -> Result<Vec<u8>, AccessError>;
     /// Writes `data` at `addr` through `key`.
     fn write(&self, key: u32, addr: u64, data: &[u8], access: Access) -> Result<(), AccessError>;
+    /// Reads `dst.len()` bytes at `addr` through `key` into `dst`. The
+    /// default goes through [`RcMemory::read`]; implementations should copy
+    /// straight into `dst`.
+    fn read_into(&self, key: u32, addr: u64, dst: &mut [u8], access: Access) -> Result<(), AccessError> {
+        let v = self.read(key, addr, dst.len(), access)?;
+        dst.copy_from_slice(&v);
+        Ok(())
+    }
 }
 
 #[derive(Debug)]
@@ -104,6 +112,10 @@ impl RcMemory for MemRegions {
 
     fn write(&self, key: u32, addr: u64, data: &[u8], access: Access) -> Result<(), AccessError> {
         self.with(key, addr, data.len(), access, |s| s.copy_from_slice(data))
+    }
+
+    fn read_into(&self, key: u32, addr: u64, dst: &mut [u8], access: Access) -> Result<(), AccessError> {
+        self.with(key, addr, dst.len(), access, |s| dst.copy_from_slice(s))
     }
 }
 

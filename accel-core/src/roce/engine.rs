@@ -35,14 +35,26 @@
 //!
 //! ACK coalescing: the positive ACK a message's last packet asks for is not
 //! sent at once but kept as the QP's due ACK, replaced by later ones (an ACK
-//! covers every PSN before it). It is sent when the port goes idle (an
-//! [`RcPort::progress`] that received nothing, or the port thread after it
-//! received and nobody polls, or its 200 µs tick), before any NAK or READ
-//! response of the QP, and at once after `ACK_COALESCE_MAX` (8) requests or
-//! for a request in the middle of a message (its sender's window is
-//! filling). A request/response exchange thus puts one datagram on the
-//! critical path each way, the reply, and the ACK follows while the peer
-//! works, as a NIC returns ACKs alongside the host's work.
+//! covers every PSN before it). It is sent:
+//! - at once after `ACK_COALESCE_MAX` (8) requests, or for a request in the
+//!   middle of a message (its sender's window is filling);
+//! - before any NAK or READ response of the QP, and when the QP goes to ERR
+//!   or RESET, is destroyed, or its port thread stops;
+//! - by a polling thread that found nothing to receive, once the ACK has been
+//!   due for `ACK_DELAY` (50 µs);
+//! - by the port thread right after it received, when nobody polls, and at
+//!   every timer tick (200 µs).
+//!
+//! A request/response exchange thus puts one datagram on the critical path
+//! each way, the reply, and a stream of requests costs one ACK per 8 of them
+//! instead of one each. The price: a requester that waits for each send's
+//! completion before its next request sees up to `ACK_DELAY` more latency
+//! when the peer polls.
+//!
+//! Timers: while a thread polls a port ([`RcPort::progress`]), that thread
+//! also runs the port's timers (every 200 µs, when it finds nothing to
+//! receive), and the port thread sleeps: its wake-ups would take a core
+//! from busy-polling threads.
 //!
 //! Simplifications: no end-to-end credits (ACKs advertise none); no atomics, fences, SRQs or
 //! solicited-event notification; a SEND/WRITE payload is gathered when it is
@@ -329,6 +341,8 @@ struct Responder {
     recv: Option<InRecv>,
     /// The coalesced positive ACK not sent yet: (PSN, MSN).
     ack_due: Option<(u32, u32)>,
+    /// When the oldest request the due ACK covers was executed.
+    ack_due_since: Option<Instant>,
     /// Request packets asking for an ACK since the last one sent.
     acks_owed: u32,
     /// RDMA WRITE in progress: (rkey, next va, bytes left, total).
@@ -459,6 +473,7 @@ impl RcQp {
                 ahead_max: 0,
                 recv: None,
                 ack_due: None,
+                ack_due_since: None,
                 acks_owed: 0,
                 write: None,
             },
@@ -587,6 +602,7 @@ impl RcQp {
     fn take_ack(&self, st: &mut State) -> Option<Packet> {
         let (psn, msn) = st.resp.ack_due.take()?;
         st.resp.acks_owed = 0;
+        st.resp.ack_due_since = None;
         Packet::builder(Opcode::Acknowledge, self.cfg.dest_qpn, psn)
             .aeth(Aeth::ack(AETH_CREDITS_INVALID, msn))
             .build()
@@ -598,6 +614,22 @@ impl RcQp {
         let mut st = self.state.lock();
         if let Some(p) = self.take_ack(&mut st) {
             self.send_out(&st, vec![p.into()]);
+        }
+    }
+
+    /// Sends the due ACK if it has been due since `now - delay` or
+    /// earlier. Returns whether an ACK is still due.
+    fn flush_ack_older(&self, now: Instant, delay: Duration) -> bool {
+        let mut st = self.state.lock();
+        match st.resp.ack_due_since {
+            Some(t) if now.saturating_duration_since(t) >= delay => {
+                if let Some(p) = self.take_ack(&mut st) {
+                    self.send_out(&st, vec![p.into()]);
+                }
+                false
+            }
+            Some(_) => true,
+            None => false,
         }
     }
 
@@ -1273,6 +1305,9 @@ impl RcQp {
         }
         if bth.ack_req {
             st.resp.ack_due = Some((bth.psn, st.resp.msn));
+            if st.resp.ack_due_since.is_none() {
+                st.resp.ack_due_since = Some(Instant::now());
+            }
             st.resp.acks_owed += 1;
             // A request in the middle of a message comes from a sender whose
             // window is filling: it waits for this ACK, so it goes now.
@@ -1381,6 +1416,9 @@ pub struct RcPort {
     /// Calls of [`RcPort::progress`] so far: the driver thread notices a
     /// poller by this count changing (pollers never read the clock for it).
     polls: std::sync::atomic::AtomicU64,
+    epoch: Instant,
+    /// When the QPs' timers run next, in microseconds since `epoch`.
+    next_tick_us: std::sync::atomic::AtomicU64,
 }
 
 impl std::fmt::Debug for RcPort {
@@ -1391,6 +1429,14 @@ impl std::fmt::Debug for RcPort {
 
 /// Request packets whose ACKs are coalesced into one at most.
 const ACK_COALESCE_MAX: u32 = 8;
+
+/// How long a polling port leaves an ACK due before it sends it while idle:
+/// longer than a ping-pong round trip here (8-12 µs), so that a stream of
+/// requests has its ACKs coalesced rather than one per request.
+const ACK_DELAY: Duration = Duration::from_micros(50);
+
+/// How often the QPs' retransmission and RNR timers run.
+const TICK: Duration = Duration::from_micros(200);
 
 /// How long after the last [`RcPort::progress`] the driver thread leaves
 /// the link to pollers.
@@ -1429,6 +1475,20 @@ impl RcPort {
         self.acks_pending.store(true, AtomicOrdering::Release);
     }
 
+    /// Sends the ACKs the port's QPs have owed for [`ACK_DELAY`] or more;
+    /// the others stay due.
+    fn flush_old_acks(&self, now: Instant) {
+        if !self.acks_pending.swap(false, AtomicOrdering::AcqRel) {
+            return;
+        }
+        let qps = std::mem::take(&mut *self.acks.lock());
+        for qp in qps {
+            if qp.flush_ack_older(now, ACK_DELAY) {
+                self.defer_ack(qp);
+            }
+        }
+    }
+
     /// Sends the ACKs the port's QPs still owe (see the module docs on
     /// ACK coalescing).
     pub fn flush_acks(&self) {
@@ -1442,9 +1502,9 @@ impl RcPort {
     }
 
     /// Receives and handles what the link holds, in the caller's thread
-    /// (unless another thread is doing so); when nothing came, sends the
-    /// ACKs still due: the caller is idle, and the ACKs leave off the path
-    /// of its next request or reply. Returns the frames handled.
+    /// (unless another thread is doing so). When nothing came, sends the
+    /// ACKs due for `ACK_DELAY` or more and runs the timers if a tick is
+    /// due. Returns the frames handled.
     pub fn progress(&self) -> usize {
         self.polls.fetch_add(1, AtomicOrdering::Relaxed);
         let n = match self.rx.try_lock() {
@@ -1452,9 +1512,37 @@ impl RcPort {
             None => 0,
         };
         if n == 0 {
-            self.flush_acks();
+            let now = Instant::now();
+            self.flush_old_acks(now);
+            self.run_timers_if_due(now);
         }
         n
+    }
+
+    /// Runs every QP's timers and sends every due ACK, if [`TICK`] has
+    /// passed since the last time (whoever ran them: the port thread or a
+    /// poller).
+    fn run_timers_if_due(&self, now: Instant) {
+        let now_us = now.saturating_duration_since(self.epoch).as_micros() as u64;
+        let due = self.next_tick_us.load(AtomicOrdering::Relaxed);
+        if now_us < due
+            || self
+                .next_tick_us
+                .compare_exchange(
+                    due,
+                    now_us + TICK.as_micros() as u64,
+                    AtomicOrdering::AcqRel,
+                    AtomicOrdering::Relaxed,
+                )
+                .is_err()
+        {
+            return;
+        }
+        let qps: Vec<Arc<RcQp>> = self.qps.read().values().cloned().collect();
+        for qp in qps {
+            qp.tick(now);
+        }
+        self.flush_acks();
     }
 
     /// Whether a poller ran within [`POLLER_GRACE`] of `now`, given what the
@@ -1469,8 +1557,9 @@ impl RcPort {
 }
 
 /// A thread that feeds the frames of one [`Link`] to its QPs (by the BTH
-/// destination QP) and runs their timers every 200 microseconds or so. QPs
-/// can be added and removed while it runs. Stops and joins on drop.
+/// destination QP) and runs their timers every 200 microseconds or so,
+/// leaving both to the pollers while they poll. QPs can be added and
+/// removed while it runs. Stops and joins on drop.
 #[derive(Debug)]
 pub struct RcDriver {
     stop: Arc<AtomicBool>,
@@ -1499,15 +1588,17 @@ impl RcDriver {
             acks: Mutex::new(Vec::new()),
             acks_pending: AtomicBool::new(false),
             polls: std::sync::atomic::AtomicU64::new(0),
+            epoch: Instant::now(),
+            next_tick_us: std::sync::atomic::AtomicU64::new(0),
         });
         let p = Arc::clone(&port);
         let run = move || {
-            let tick = Duration::from_micros(200);
-            let mut last_tick = Instant::now();
             let mut seen = (0, None);
             while !flag.load(AtomicOrdering::Relaxed) {
                 if p.polled_recently(&mut seen, Instant::now()) {
-                    std::thread::sleep(tick);
+                    // The pollers run the timers: wake rarely, since every
+                    // wake-up takes a core from a busy-polling thread.
+                    std::thread::sleep(POLLER_GRACE);
                 } else {
                     match p.link.wait_readable(Duration::from_micros(500)) {
                         Ok(true) => {
@@ -1521,15 +1612,7 @@ impl RcDriver {
                         Err(_) => std::thread::sleep(Duration::from_millis(1)),
                     }
                 }
-                let now = Instant::now();
-                if now.duration_since(last_tick) >= tick {
-                    last_tick = now;
-                    let qps: Vec<Arc<RcQp>> = p.qps.read().values().cloned().collect();
-                    for qp in qps {
-                        qp.tick(now);
-                    }
-                    p.flush_acks();
-                }
+                p.run_timers_if_due(Instant::now());
             }
         };
         // A thread that cannot be spawned leaves the driver without one: its

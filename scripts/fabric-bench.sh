@@ -19,27 +19,26 @@ median() { sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 
 # fi_pingpong prints "bytes #sent #ack total time MB/sec usec/xfer Mxfers/sec";
 # usec/xfer is half a round trip.
-fi_rtt() { # args: fi options...; prints the round trip in us
-    local port=$((40000 + RANDOM % 20000))
+fi_run() { # args: fi options...; prints fi_pingpong's result line
+    local port=$((40000 + RANDOM % 20000)) out
     timeout 60 fi_pingpong -B "$port" "$@" >/dev/null 2>&1 &
     sleep 0.3
-    timeout 60 fi_pingpong -P "$port" "$@" 127.0.0.1 | awk 'NR==2 {print $7 * 2}'
+    out=$(timeout 60 fi_pingpong -P "$port" "$@" 127.0.0.1)
     wait
+    printf '%s\n' "$out" | sed -n 2p
 }
-fi_mbps() {
-    local port=$((40000 + RANDOM % 20000))
-    timeout 60 fi_pingpong -B "$port" "$@" >/dev/null 2>&1 &
-    sleep 0.3
-    timeout 60 fi_pingpong -P "$port" "$@" 127.0.0.1 | awk 'NR==2 {print $6}'
-    wait
-}
+fi_rtt() { fi_run "$@" | awk '{print $7 * 2}'; }
+fi_mbps() { fi_run "$@" | awk '{print $6}'; }
 # accel pingpong --json: usec_per_iter is a round trip; bytes/seconds both ways.
+# The output is parsed after the run: a parser starting up beside it would
+# take CPU from it (2 cores, 4 busy threads).
 accel_json() { # args: accel pingpong options; prints the JSON of the client
-    local port=$((40000 + RANDOM % 20000))
+    local port=$((40000 + RANDOM % 20000)) out
     $ACCEL pingpong --server --udp 127.0.0.1 -p "$port" "$@" >/dev/null &
     sleep 0.3
-    $ACCEL pingpong --connect 127.0.0.1 --udp 127.0.0.2 -p "$port" "$@" --json
+    out=$($ACCEL pingpong --connect 127.0.0.1 --udp 127.0.0.2 -p "$port" "$@" --json)
     wait
+    printf '%s\n' "$out"
 }
 field() { python3 -c "import json,sys; print(json.load(sys.stdin)['$1'])"; }
 

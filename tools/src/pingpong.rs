@@ -386,6 +386,9 @@ struct Conv {
 
 impl Conv {
     fn new(stream: TcpStream) -> Result<Conv, String> {
+        // Each line is one small write that the peer waits for: with Nagle's
+        // algorithm a write could wait for the peer's delayed ACK (40 ms).
+        stream.set_nodelay(true).map_err(|e| format!("address exchange: {e}"))?;
         let r = stream.try_clone().map_err(|e| format!("address exchange: {e}"))?;
         Ok(Conv { w: stream, r: BufReader::new(r) })
     }
@@ -396,8 +399,9 @@ impl Conv {
         Ok(line)
     }
 
+    /// One line in one write (`writeln!` would write the newline apart).
     fn say(&mut self, s: &str) -> Result<(), String> {
-        writeln!(self.w, "{s}").map_err(|e| format!("address exchange: {e}"))
+        self.w.write_all(format!("{s}\n").as_bytes()).map_err(|e| format!("address exchange: {e}"))
     }
 
     fn exchange(&mut self, local: &Dest, first: bool) -> Result<Dest, String> {

@@ -84,8 +84,35 @@ impl UserMemory for ProcessMemory {
 /// ```
 #[derive(Debug, Default)]
 pub struct SliceMemory<'a> {
-    inputs: Vec<&'a [u8]>,
-    outputs: Vec<RefCell<&'a mut [u8]>>,
+    inputs: Lent<&'a [u8]>,
+    outputs: Lent<RefCell<&'a mut [u8]>>,
+}
+
+/// Up to four lent slices inline (no ioctl has more than three arrays),
+/// more on the heap: lending allocates nothing on the ioctl hot paths.
+#[derive(Debug)]
+struct Lent<T> {
+    inline: [Option<T>; 4],
+    more: Vec<T>,
+}
+
+impl<T> Default for Lent<T> {
+    fn default() -> Self {
+        Lent { inline: [None, None, None, None], more: Vec::new() }
+    }
+}
+
+impl<T> Lent<T> {
+    fn push(&mut self, v: T) {
+        match self.inline.iter_mut().find(|s| s.is_none()) {
+            Some(slot) => *slot = Some(v),
+            None => self.more.push(v),
+        }
+    }
+
+    fn iter(&self) -> impl Iterator<Item = &T> {
+        self.inline.iter().flatten().chain(&self.more)
+    }
 }
 
 /// Where `[addr, addr + len)` starts inside a slice at `base` of `size`
@@ -125,13 +152,13 @@ impl UserMemory for SliceMemory<'_> {
             return Ok(());
         }
         let len = dst.len();
-        for s in &self.inputs {
+        for s in self.inputs.iter() {
             if let Some(off) = offset_in(address(s), s.len(), addr, len) {
                 dst.copy_from_slice(&s[off..off + len]);
                 return Ok(());
             }
         }
-        for s in &self.outputs {
+        for s in self.outputs.iter() {
             let s = s.borrow();
             if let Some(off) = offset_in(address(&s), s.len(), addr, len) {
                 dst.copy_from_slice(&s[off..off + len]);
@@ -145,7 +172,7 @@ impl UserMemory for SliceMemory<'_> {
         if src.is_empty() {
             return Ok(());
         }
-        for s in &self.outputs {
+        for s in self.outputs.iter() {
             let mut s = s.borrow_mut();
             if let Some(off) = offset_in(address(&s), s.len(), addr, src.len()) {
                 s[off..off + src.len()].copy_from_slice(src);
@@ -214,5 +241,13 @@ mod tests {
         drop(mem);
         assert_eq!(b, [0, 7, 7, 7]);
         assert_eq!(SliceMemory::new().copy_in(pa, &mut dst), Err(Errno::EFAULT));
+        // More slices than fit inline are still found.
+        let bufs: Vec<[u8; 4]> = (0..6u8).map(|i| [i; 4]).collect();
+        let mut mem = SliceMemory::new();
+        let at: Vec<u64> = bufs.iter().map(|b| mem.lend(b)).collect();
+        for (i, a) in at.iter().enumerate() {
+            mem.copy_in(*a, &mut dst).unwrap();
+            assert_eq!(dst, [i as u8; 4]);
+        }
     }
 }

@@ -80,6 +80,40 @@ fn null_ioctl(dev: &Device) -> Result<Line, String> {
     Ok(line("null ioctl (VERSION)", ours, "ns", "ioctl(2) FIONREAD on a pipe", theirs, Some("<= 0.5")))
 }
 
+/// An empty CQ_POLL whose QP is on a RoCE v2/UDP port (the poll receives
+/// on the port: one recvmmsg that finds nothing) vs recvfrom(2) on an empty
+/// non-blocking UDP socket. A busy-polling application notices a message
+/// at best this often.
+fn empty_cq_poll() -> Result<Line, String> {
+    use std::net::{Ipv4Addr, SocketAddrV4, UdpSocket};
+    let reg = accel_core::Registry::new();
+    let local = SocketAddrV4::new(Ipv4Addr::LOCALHOST, 0);
+    let network = test_driver::PortNetwork::Udp { local, peer_port: 4791 };
+    let drv = test_driver::MockDriver::new(test_driver::MockConfig { network, ..Default::default() });
+    if let Some(err) = drv.port_error() {
+        return Err(err);
+    }
+    let d = reg.register(drv).map_err(|x| format!("registering a UDP device: {x}"))?;
+    let dev = Device::open_in(&reg, d.name()).map_err(e("open"))?;
+    let pd = dev.alloc_pd().map_err(e("PD"))?;
+    let cq = dev.create_cq(16).map_err(e("CQ"))?;
+    let qp = pd.create_qp_with(&cq, &cq, accel::QpInit::new(16, 1)).map_err(e("QP"))?;
+    // Connected to itself: the QP's port is live, nothing ever arrives.
+    let ep = qp.endpoint(0).map_err(e("endpoint"))?;
+    qp.connect(&ep, 0, &accel::ConnectOptions::default()).map_err(e("connect"))?;
+    let mut wcs = Vec::new();
+    let ours = ns_per_op(9, 20_000, || {
+        let _ = cq.poll_into(8, &mut wcs);
+    });
+    let sock = UdpSocket::bind(local).map_err(|x| format!("UDP socket: {x}"))?;
+    sock.set_nonblocking(true).map_err(|x| format!("UDP socket: {x}"))?;
+    let mut buf = [0u8; 64];
+    let theirs = ns_per_op(9, 20_000, || {
+        let _ = sock.recv_from(&mut buf);
+    });
+    Ok(line("empty CQ_POLL on a RoCE v2/UDP port", ours, "ns", "recvfrom(2) on an empty UDP socket", theirs, None))
+}
+
 /// VM_BIND map+unmap of one page with `live` mappings in the context.
 fn bind_rate(dev: &Device, live: u64) -> Result<f64, String> {
     let ctx = dev.create_context().map_err(e("context"))?;
@@ -195,6 +229,8 @@ pub fn run(dev: &Device, live: u64) -> Result<Vec<Line>, String> {
     let mut out = Vec::new();
     eprintln!("bench: null ioctl");
     out.push(null_ioctl(dev)?);
+    eprintln!("bench: empty CQ poll");
+    out.push(empty_cq_poll()?);
     eprintln!("bench: VM_BIND with {live} and 1024 live mappings");
     let (big, small) = (bind_rate(dev, live)?, bind_rate(dev, 1024)?);
     out.push(line(

@@ -72,8 +72,8 @@ use parking_lot::{Condvar, Mutex};
 
 use super::mr::{Access, RcMemory};
 use super::packet::{
-    AETH_CREDITS_INVALID, Aeth, AethKind, Bth, ImmDt, MSN_MASK, NakCode, Opcode, PSN_MASK, Packet, Reth, psn_add,
-    psn_diff,
+    AETH_CREDITS_INVALID, Aeth, AethKind, Bth, ImmDt, MSN_MASK, NakCode, Opcode, PSN_MASK, Packet, Reth,
+    icrc_transport_only, psn_add, psn_diff,
 };
 use crate::fabric::link::{Gid, Link, MAX_FRAME_LEN, Received, gid_to_ipv4};
 
@@ -793,10 +793,10 @@ impl RcQp {
         }
         let decoded = match self.ipv4 {
             // The peer's address is rx.src (checked above): rebuild its headers.
-            Some((local, peer, _)) => Packet::decode_from_id(peer, local, rx.src_port, rx.ip_id, &rx.frame),
-            None => Packet::decode(&rx.frame),
+            Some((local, peer, _)) => Packet::decode_view_from_id(peer, local, rx.src_port, rx.ip_id, &rx.frame),
+            None => Packet::decode_view_with(&rx.frame, icrc_transport_only),
         };
-        let Ok(pkt) = decoded else { return false };
+        let Ok((pkt, payload)) = decoded else { return false };
         if pkt.bth().dest_qp != self.cfg.qpn {
             return false;
         }
@@ -807,7 +807,7 @@ impl RcQp {
         }
         let mut out = Out::new();
         if pkt.bth().opcode.is_response() {
-            self.complete_on(&mut st, &pkt, now, &mut out);
+            self.complete_on(&mut st, &pkt, payload, now);
             self.transmit(&mut st, now, &mut out);
             if !out.is_empty() {
                 out.extend(self.take_ack(&mut st).map(OutPkt::from));
@@ -816,7 +816,7 @@ impl RcQp {
             // Responses leave in PSN order: the due ACK before a NAK or a READ
             // response (execute may also send a due ACK at once).
             let due = st.resp.ack_due.is_some();
-            self.respond(&mut st, &pkt, &mut out);
+            self.respond(&mut st, &pkt, payload, &mut out);
             if due
                 && !out.is_empty()
                 && let Some(ack) = self.take_ack(&mut st)
@@ -1024,7 +1024,7 @@ impl RcQp {
     }
 
     /// Completer: an ACK, NAK or READ response arrived.
-    fn complete_on(&self, st: &mut State, pkt: &Packet, now: Instant, _out: &mut Out) {
+    fn complete_on(&self, st: &mut State, pkt: &Packet, payload: &[u8], now: Instant) {
         let psn = pkt.bth().psn;
         let op = pkt.bth().opcode;
         if op == Opcode::Acknowledge {
@@ -1103,7 +1103,7 @@ impl RcQp {
         // A re-request after lost responses starts a new First..Last run, so
         // only whether a response ends the READ is checked.
         let expect_len = if last { w.len - i * mtu } else { mtu };
-        if (op.is_last() || op.is_only()) != last || pkt.payload().len() != expect_len as usize {
+        if (op.is_last() || op.is_only()) != last || payload.len() != expect_len as usize {
             return;
         }
         if self.ack_upto(st, psn, now) {
@@ -1116,9 +1116,7 @@ impl RcQp {
         }
         let off = (i * mtu) as usize;
         let ok = scatter_pieces(&w.wr.sges, off, expect_len as usize).is_some_and(|pieces| {
-            pieces
-                .iter()
-                .all(|&(k, a, o, l)| self.mem.write(k, a, &pkt.payload()[o..o + l], Access::LOCAL_WRITE).is_ok())
+            pieces.iter().all(|&(k, a, o, l)| self.mem.write(k, a, &payload[o..o + l], Access::LOCAL_WRITE).is_ok())
         });
         if !ok {
             self.fail_front(st, WcStatus::LocProtErr);
@@ -1138,7 +1136,7 @@ impl RcQp {
         );
     }
 
-    fn respond(&self, st: &mut State, pkt: &Packet, out: &mut Out) {
+    fn respond(&self, st: &mut State, pkt: &Packet, payload: &[u8], out: &mut Out) {
         let bth = *pkt.bth();
         let d = psn_diff(bth.psn, st.resp.epsn);
         if d > 0 {
@@ -1167,7 +1165,7 @@ impl RcQp {
             }
             return;
         }
-        match self.execute(st, pkt, out) {
+        match self.execute(st, pkt, payload, out) {
             Ok(()) => {}
             Err(Nak::Rnr) => {
                 st.resp.nak_sent = true;
@@ -1192,10 +1190,9 @@ impl RcQp {
     }
 
     /// Executes the expected packet; on success advances the PSN and ACKs.
-    fn execute(&self, st: &mut State, pkt: &Packet, out: &mut Out) -> Result<(), Nak> {
+    fn execute(&self, st: &mut State, pkt: &Packet, payload: &[u8], out: &mut Out) -> Result<(), Nak> {
         let bth = *pkt.bth();
         let op = bth.opcode;
-        let payload = pkt.payload();
         let inv = Nak::Code(NakCode::InvalidRequest, WcStatus::RemInvReqErr);
         if op == Opcode::RdmaReadRequest {
             if st.resp.recv.is_some() || st.resp.write.is_some() {

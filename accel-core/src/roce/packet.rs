@@ -735,6 +735,14 @@ impl Packet {
     /// matches, the pad count fits, and the payload is allowed and at most
     /// [`MAX_PAYLOAD`].
     pub fn decode_with(bytes: &[u8], icrc: impl FnOnce(&[u8]) -> u32) -> Result<Self, PacketError> {
+        let (mut p, payload) = Self::decode_view_with(bytes, icrc)?;
+        p.payload = payload.to_vec();
+        Ok(p)
+    }
+
+    /// [`Packet::decode_with`], leaving the payload in `bytes`: the packet
+    /// returned has an empty payload, the slice is its payload.
+    pub fn decode_view_with(bytes: &[u8], icrc: impl FnOnce(&[u8]) -> u32) -> Result<(Self, &[u8]), PacketError> {
         let bth = Bth::decode(bytes)?;
         let op = bth.opcode;
         let mut at = BTH_LEN;
@@ -778,8 +786,8 @@ impl Packet {
         if len > MAX_PAYLOAD {
             return Err(PacketError::PayloadTooLarge(len));
         }
-        let payload = body.get(at..at + len).unwrap_or_default().to_vec();
-        Ok(Packet { bth, reth, aeth, immdt, payload })
+        let payload = body.get(at..at + len).unwrap_or_default();
+        Ok((Packet { bth, reth, aeth, immdt, payload: Vec::new() }, payload))
     }
 
     /// Decodes bytes made by [`Packet::encode`] (transport-only ICRC).
@@ -793,7 +801,12 @@ impl Packet {
     /// captured frame with other IPv4 fields, use [`Packet::decode_with`] and
     /// [`icrc_ipv4`] on the real headers.
     pub fn decode_from(src: Ipv4Addr, dst: Ipv4Addr, src_port: u16, bytes: &[u8]) -> Result<Self, PacketError> {
-        Self::decode_from_exact(src, dst, src_port, 0, bytes)
+        Self::decode_from_exact(src, dst, src_port, 0, bytes).map(Self::with_payload)
+    }
+
+    fn with_payload((mut p, payload): (Self, &[u8])) -> Self {
+        p.payload = payload.to_vec();
+        p
     }
 
     fn decode_from_exact(
@@ -802,8 +815,8 @@ impl Packet {
         src_port: u16,
         ip_id: u16,
         bytes: &[u8],
-    ) -> Result<Self, PacketError> {
-        Self::decode_with(bytes, |body| {
+    ) -> Result<(Self, &[u8]), PacketError> {
+        Self::decode_view_with(bytes, |body| {
             let (ip, udp) = ipv4_udp_headers(src, dst, src_port, bytes.len(), ip_id);
             icrc_ipv4(&ip, &udp, body)
         })
@@ -824,6 +837,18 @@ impl Packet {
         ip_id: u16,
         bytes: &[u8],
     ) -> Result<Self, PacketError> {
+        Self::decode_view_from_id(src, dst, src_port, ip_id, bytes).map(Self::with_payload)
+    }
+
+    /// [`Packet::decode_from_id`], leaving the payload in `bytes` (see
+    /// [`Packet::decode_view_with`]).
+    pub fn decode_view_from_id(
+        src: Ipv4Addr,
+        dst: Ipv4Addr,
+        src_port: u16,
+        ip_id: u16,
+        bytes: &[u8],
+    ) -> Result<(Self, &[u8]), PacketError> {
         match Self::decode_from_exact(src, dst, src_port, ip_id, bytes) {
             Err(PacketError::BadIcrc { expected, found }) => {
                 let basis = ip_id_basis(bytes.len());

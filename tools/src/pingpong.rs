@@ -23,6 +23,7 @@ use accel::{ConnectOptions, Device, Endpoint, QpInit, sys};
 use serde::Serialize;
 use std::io::{BufRead, BufReader, Write};
 use std::net::{Ipv6Addr, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 /// Where the message goes.
@@ -157,6 +158,9 @@ pub struct Side {
     psn: u32,
     size: u32,
     op: Op,
+    rx_depth: u32,
+    /// Receives posted and not yet completed (rc_pingpong's `routs`).
+    routs: AtomicU32,
 }
 
 fn err(what: &str) -> impl Fn(accel::Error) -> String + '_ {
@@ -187,7 +191,19 @@ impl Side {
             sig_all: false,
         };
         let qp = pd.create_qp_with(&cq, &cq, init).map_err(err("QP_CREATE"))?;
-        Ok(Side { _pd: pd, cq, _bo: bo, map, mr, qp, psn: psn & 0xFF_FFFF, size: o.size, op: o.op })
+        Ok(Side {
+            _pd: pd,
+            cq,
+            _bo: bo,
+            map,
+            mr,
+            qp,
+            psn: psn & 0xFF_FFFF,
+            size: o.size,
+            op: o.op,
+            rx_depth: o.rx_depth,
+            routs: AtomicU32::new(0),
+        })
     }
 
     /// What the peer needs.
@@ -208,16 +224,36 @@ impl Side {
         };
         let co = ConnectOptions { mtu, ..ConnectOptions::default() };
         self.qp.connect(&remote.ep, self.psn, &co).map_err(err("QP_MODIFY"))?;
-        for _ in 0..o.rx_depth {
-            self.post_recv()?;
+        self.post_recvs(o.rx_depth)
+    }
+
+    /// Posts `n` receives, all into the receive buffer, up to 256 per
+    /// POST_RECV.
+    fn post_recvs(&self, n: u32) -> Result<(), String> {
+        let num_sge = u32::from(self.op == Op::Send);
+        let sge = sys::accel_sge { addr: IOVA + u64::from(self.size), length: self.size, lkey: self.mr.lkey() };
+        let mut left = n;
+        while left > 0 {
+            let k = left.min(256);
+            let wrs: Vec<_> =
+                (0..k).map(|i| sys::accel_recv_wr { wr_id: RECV_WRID, first_sge: i * num_sge, num_sge }).collect();
+            let sges = vec![sge; (k * num_sge) as usize];
+            self.qp.post_recv(&wrs, &sges).map_err(err("POST_RECV"))?;
+            self.routs.fetch_add(k, Ordering::Relaxed);
+            left -= k;
         }
         Ok(())
     }
 
-    fn post_recv(&self) -> Result<(), String> {
-        let wr = sys::accel_recv_wr { wr_id: RECV_WRID, first_sge: 0, num_sge: u32::from(self.op == Op::Send) };
-        let sge = sys::accel_sge { addr: IOVA + u64::from(self.size), length: self.size, lkey: self.mr.lkey() };
-        self.qp.post_recv(&[wr], &[sge]).map_err(err("POST_RECV"))
+    /// A receive completed: as rc_pingpong, refill the receive queue only
+    /// when at most one receive is left, so most messages are answered
+    /// without a POST_RECV first.
+    fn received(&self) -> Result<(), String> {
+        let left = self.routs.fetch_sub(1, Ordering::Relaxed).saturating_sub(1);
+        if left <= 1 {
+            self.post_recvs(self.rx_depth - left)?;
+        }
+        Ok(())
     }
 
     fn send(&self, remote: &Dest, iter: u64) -> Result<(), String> {
@@ -264,7 +300,7 @@ impl Side {
                         if seen != iter {
                             return Err(format!("message {iter} carried iteration {seen}"));
                         }
-                        self.post_recv()?;
+                        self.received()?;
                         got = true;
                     }
                     id => return Err(format!("completion for unknown wr_id {id}")),

@@ -4,7 +4,7 @@
 //! handle is always ENOENT, never another object (UAPI-RULES.md rule 10).
 
 use crate::error::{Error, Result};
-use std::collections::HashMap;
+use rustc_hash::FxHashMap as HashMap;
 
 /// Objects of one kind, by handle.
 #[derive(Debug)]
@@ -17,7 +17,7 @@ pub struct HandleTable<T> {
 impl<T> HandleTable<T> {
     /// An empty table for objects of `kind` (used in error messages).
     pub fn new(kind: &'static str) -> Self {
-        HandleTable { kind, map: HashMap::new(), next: 1 }
+        HandleTable { kind, map: HashMap::default(), next: 1 }
     }
 
     /// Insert and return the new handle; ENOSPC (with the value handed back)

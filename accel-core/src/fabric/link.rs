@@ -79,7 +79,8 @@
 //! fails the ICRC check.
 
 use std::cmp::{Ordering, Reverse};
-use std::collections::{BinaryHeap, HashMap, VecDeque};
+use rustc_hash::FxHashMap as HashMap;
+use std::collections::{BinaryHeap, VecDeque};
 use std::fmt;
 use std::io;
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, UdpSocket};
@@ -580,7 +581,7 @@ impl VirtualSwitch {
                 faults,
                 rng: SplitMix64(faults.seed),
                 reorder_release: release,
-                ports: HashMap::new(),
+                ports: HashMap::default(),
                 timers: BinaryHeap::new(),
                 next_seq: 0,
                 next_port_id: 0,
@@ -901,7 +902,7 @@ impl UdpLink {
             local,
             gid: gid_from_ipv4(*local.ip()),
             peer_port: ROCE_V2_UDP_PORT,
-            peers: RwLock::new(HashMap::new()),
+            peers: RwLock::new(HashMap::default()),
             counters: Counters::default(),
             rx: Mutex::new(vec![vec![0; UDP_RECV_BUF]; UDP_RECV_BATCH]),
             gso: std::sync::atomic::AtomicBool::new(false),

@@ -29,7 +29,8 @@ use accel_uapi::flags::{MrAccess, QpAttrMask, SendFlags, WcFlags};
 use accel_uapi::sys;
 use accel_uapi::types::{EventType, Mtu, PortState, QpState, WcOpcode, WrOpcode};
 use parking_lot::{Mutex, RwLock};
-use std::collections::{HashMap, HashSet, VecDeque};
+use rustc_hash::FxHashMap as HashMap;
+use std::collections::{HashSet, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock, Weak};
 

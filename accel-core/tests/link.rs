@@ -504,6 +504,17 @@ fn udp_gso_batch_arrives_as_frames_with_their_ip_ids() {
     for (r, p) in got.iter().zip(&packets) {
         assert_eq!(Packet::decode_from_id(ip, ip, r.src_port, r.ip_id, &r.frame).as_ref(), Ok(p));
     }
+    // recv_each lends the same frames; a frame recv() left in the backlog comes first.
+    a.send_segments(&b.gid(), frames.clone()).unwrap();
+    let first = b.recv(WAIT).unwrap().expect("datagram");
+    assert_eq!((first.frame.as_slice(), first.ip_id), (frames[0].as_slice(), 0));
+    let mut lent = Vec::new();
+    let deadline = Instant::now() + WAIT;
+    while lent.len() < 4 && Instant::now() < deadline {
+        let n = b.recv_each(16, &mut |f| lent.push((f.bytes.to_vec(), f.ip_id, f.src))).unwrap();
+        assert!(n <= 16);
+    }
+    assert_eq!(lent, frames[1..].iter().zip(1u16..).map(|(f, id)| (f.clone(), id, a.gid())).collect::<Vec<_>>());
     // A batch of the wrong shape (a longer last frame) goes datagram by datagram.
     a.send_segments(&b.gid(), vec![vec![1; 64], vec![2; 80]]).unwrap();
     let mut got = Vec::new();

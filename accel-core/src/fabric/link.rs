@@ -78,8 +78,8 @@
 //! address, under the assumptions above; any difference in a covered field
 //! fails the ICRC check.
 
-use std::cmp::{Ordering, Reverse};
 use rustc_hash::FxHashMap as HashMap;
+use std::cmp::{Ordering, Reverse};
 use std::collections::{BinaryHeap, VecDeque};
 use std::fmt;
 use std::io;
@@ -168,6 +168,27 @@ pub struct Received {
     /// a GRO batch on a [`UdpLink`] (GSO numbers segments from 0), else 0.
     /// See [`Packet::decode_from_id`](crate::roce::packet::Packet::decode_from_id).
     pub ip_id: u16,
+}
+
+/// A frame a link lends for the duration of a call ([`Link::recv_each`]):
+/// the fields of [`Received`], the bytes borrowed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Frame<'a> {
+    /// GID of the sending port.
+    pub src: Gid,
+    /// UDP source port the ICRC covers (see [`Received::src_port`]).
+    pub src_port: u16,
+    /// The likely IPv4 identification (see [`Received::ip_id`]).
+    pub ip_id: u16,
+    /// The UDP payload.
+    pub bytes: &'a [u8],
+}
+
+impl Received {
+    /// This frame, lent.
+    pub fn as_frame(&self) -> Frame<'_> {
+        Frame { src: self.src, src_port: self.src_port, ip_id: self.ip_id, bytes: &self.frame }
+    }
 }
 
 /// Counters of a link (or, from [`VirtualSwitch::stats`], of a whole
@@ -297,6 +318,19 @@ pub trait Link: Send + Sync {
                 None => break,
             }
             n += 1;
+        }
+        Ok(n)
+    }
+
+    /// Like [`Link::recv_many`], but hands each frame to `f` instead of
+    /// returning it, lent rather than copied where the link can
+    /// ([`UdpLink`] lends them straight from its receive buffers). `f` must
+    /// not receive on this link.
+    fn recv_each(&self, max: usize, f: &mut dyn FnMut(Frame<'_>)) -> Result<usize, LinkError> {
+        let mut frames = Vec::new();
+        let n = self.recv_many(max, &mut frames)?;
+        for rx in &frames {
+            f(rx.as_frame());
         }
         Ok(n)
     }
@@ -1139,8 +1173,16 @@ impl Link for UdpLink {
         self.send_many(dst, frames)
     }
 
-    /// One recvmmsg(2) of up to 16 datagrams, without waiting.
+    /// [`UdpLink::recv_each`], copying each frame out.
     fn recv_many(&self, max: usize, out: &mut Vec<Received>) -> Result<usize, LinkError> {
+        self.recv_each(max, &mut |f| {
+            out.push(Received { src: f.src, src_port: f.src_port, frame: f.bytes.to_vec(), ip_id: f.ip_id })
+        })
+    }
+
+    /// One recvmmsg(2) of up to 16 datagrams, without waiting; each frame
+    /// is lent from the receive buffers.
+    fn recv_each(&self, max: usize, f: &mut dyn FnMut(Frame<'_>)) -> Result<usize, LinkError> {
         use nix::sys::socket::{ControlMessageOwned, MsgFlags, MultiHeaders, SockaddrIn, recvmmsg};
         use std::io::IoSliceMut;
         use std::os::fd::AsRawFd;
@@ -1159,10 +1201,11 @@ impl Link for UdpLink {
         }
         // Frames recv() took earlier come first, in order.
         let held = {
-            let mut backlog = self.backlog.lock();
-            let n = backlog.len();
-            out.extend(backlog.drain(..));
-            n
+            let backlog = std::mem::take(&mut *self.backlog.lock());
+            for rx in &backlog {
+                f(rx.as_frame());
+            }
+            backlog.len()
         };
         let mut hdrs = HDRS
             .with(|h| h.borrow_mut().take())
@@ -1176,7 +1219,7 @@ impl Link for UdpLink {
                 std::array::from_fn(|_| [IoSliceMut::new(it.next().map_or(&mut [][..], |b| &mut b[..]))]);
             match recvmmsg(self.socket.as_raw_fd(), &mut hdrs, &mut iovs[..k], MsgFlags::MSG_DONTWAIT, None) {
                 Ok(msgs) => {
-                    let before = out.len();
+                    let mut n = 0;
                     for m in msgs {
                         // An IPv4 socket has only IPv4 peers.
                         let Some(src) = m.address else { continue };
@@ -1194,14 +1237,15 @@ impl Link for UdpLink {
                             .unwrap_or(data.len().max(1));
                         let (gid, port) = (gid_from_ipv4(src.ip()), src.port());
                         if data.is_empty() {
-                            out.push(Received { src: gid, src_port: port, frame: Vec::new(), ip_id: 0 });
+                            f(Frame { src: gid, src_port: port, ip_id: 0, bytes: &[] });
+                            n += 1;
                         }
-                        for (i, frame) in data.chunks(seg).enumerate() {
+                        for (i, bytes) in data.chunks(seg).enumerate() {
                             let ip_id = u16::try_from(i).unwrap_or(u16::MAX);
-                            out.push(Received { src: gid, src_port: port, frame: frame.to_vec(), ip_id });
+                            f(Frame { src: gid, src_port: port, ip_id, bytes });
+                            n += 1;
                         }
                     }
-                    let n = out.len() - before;
                     self.counters.add(Stat::Received, n as u64);
                     result = Ok(held + n);
                     break;

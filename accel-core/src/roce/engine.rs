@@ -76,7 +76,7 @@ use super::packet::{
     AETH_CREDITS_INVALID, Aeth, AethKind, Bth, ImmDt, MSN_MASK, NakCode, Opcode, PSN_MASK, Packet, Reth,
     icrc_transport_only, psn_add, psn_diff,
 };
-use crate::fabric::link::{Gid, Link, MAX_FRAME_LEN, Received, gid_to_ipv4};
+use crate::fabric::link::{Frame, Gid, Link, MAX_FRAME_LEN, gid_to_ipv4};
 
 /// Connection parameters of an [`RcQp`] (what RTR/RTS would set).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -788,14 +788,14 @@ impl RcQp {
     /// Handles one incoming frame. Frames not for this QP, from another
     /// port, or failing decode (bad ICRC) are dropped. Returns whether an
     /// ACK is left due, for the caller to flush later ([`RcQp::flush_ack`]).
-    pub fn handle_frame(&self, rx: &Received) -> bool {
+    pub fn handle_frame(&self, rx: Frame<'_>) -> bool {
         if rx.src != self.cfg.dest_gid {
             return false;
         }
         let decoded = match self.ipv4 {
             // The peer's address is rx.src (checked above): rebuild its headers.
-            Some((local, peer, _)) => Packet::decode_view_from_id(peer, local, rx.src_port, rx.ip_id, &rx.frame),
-            None => Packet::decode_view_with(&rx.frame, icrc_transport_only),
+            Some((local, peer, _)) => Packet::decode_view_from_id(peer, local, rx.src_port, rx.ip_id, rx.bytes),
+            None => Packet::decode_view_with(rx.bytes, icrc_transport_only),
         };
         let Ok((pkt, payload)) = decoded else { return false };
         if pkt.bth().dest_qp != self.cfg.qpn {
@@ -1446,19 +1446,19 @@ impl RcPort {
     fn drain(&self) -> usize {
         const BATCH: usize = 16;
         let mut n = 0;
-        let mut frames = Vec::with_capacity(BATCH);
         loop {
-            frames.clear();
-            let got = self.link.recv_many(BATCH, &mut frames).unwrap_or(0);
+            let got = self
+                .link
+                .recv_each(BATCH, &mut |rx| {
+                    let qp = Bth::decode(rx.bytes).ok().and_then(|bth| self.qps.read().get(&bth.dest_qp).cloned());
+                    if let Some(qp) = qp
+                        && qp.handle_frame(rx)
+                    {
+                        self.defer_ack(qp);
+                    }
+                })
+                .unwrap_or(0);
             n += got;
-            for rx in &frames {
-                let qp = Bth::decode(&rx.frame).ok().and_then(|bth| self.qps.read().get(&bth.dest_qp).cloned());
-                if let Some(qp) = qp
-                    && qp.handle_frame(rx)
-                {
-                    self.defer_ack(qp);
-                }
-            }
             if got < BATCH {
                 return n;
             }

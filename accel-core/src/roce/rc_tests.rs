@@ -527,7 +527,7 @@ fn deliver(link: &Arc<dyn Link>, qp: &RcQp) -> (usize, bool) {
     let fs = frames(link);
     let mut due = false;
     for f in &fs {
-        due = qp.handle_frame(f);
+        due = qp.handle_frame(f.as_frame());
     }
     (fs.len(), due)
 }

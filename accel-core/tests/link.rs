@@ -524,3 +524,36 @@ fn udp_gso_batch_arrives_as_frames_with_their_ip_ids() {
     }
     assert_eq!(got.iter().map(|r| (r.frame.len(), r.ip_id)).collect::<Vec<_>>(), vec![(64, 0), (80, 0)]);
 }
+
+#[test]
+fn udp_gso_segments_reach_a_receiver_without_gro_with_their_ip_ids() {
+    // Without UDP_GRO the receiving kernel cuts the GSO batch itself: the
+    // datagrams arrive one by one, each with the IPv4 identification the
+    // sender's batch gave it (0, 1, 2...), which the receiver cannot see. It
+    // assumes 0 and the ICRC search finds the real one: this checks what
+    // Linux writes, not just what accel assumes.
+    let (a, b) = udp_pair();
+    let b = b.with_gso(false);
+    assert!(a.gso() && !b.gso());
+    a.add_peer(b.gid(), b.local_addr());
+    let (ip, port) = (Ipv4Addr::LOCALHOST, a.local_addr().port());
+    let packets: Vec<Packet> = (0..6u32)
+        .map(|i| Packet::builder(Opcode::RdmaWriteMiddle, 7, i).payload(vec![i as u8; 256]).build().unwrap())
+        .collect();
+    let frames: Vec<Vec<u8>> = packets.iter().zip(0u16..).map(|(p, id)| p.encode_for_id(ip, ip, port, id)).collect();
+    a.send_segments(&b.gid(), frames.clone()).unwrap();
+    let mut got = Vec::new();
+    let deadline = Instant::now() + WAIT;
+    while got.len() < 6 && Instant::now() < deadline {
+        b.recv_many(16, &mut got).unwrap();
+    }
+    assert_eq!(
+        got.iter().map(|r| (r.frame.clone(), r.ip_id)).collect::<Vec<_>>(),
+        frames.iter().map(|f| (f.clone(), 0)).collect::<Vec<_>>()
+    );
+    for (i, (r, p)) in got.iter().zip(&packets).enumerate() {
+        // The exact check passes only for the first; the search finds the others.
+        assert_eq!(Packet::decode_from(ip, ip, r.src_port, &r.frame).is_ok(), i == 0, "segment {i}");
+        assert_eq!(Packet::decode_from_id(ip, ip, r.src_port, r.ip_id, &r.frame).as_ref(), Ok(p), "segment {i}");
+    }
+}

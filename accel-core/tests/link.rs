@@ -557,3 +557,43 @@ fn udp_gso_segments_reach_a_receiver_without_gro_with_their_ip_ids() {
         assert_eq!(Packet::decode_from_id(ip, ip, r.src_port, r.ip_id, &r.frame).as_ref(), Ok(p), "segment {i}");
     }
 }
+
+#[test]
+fn udp_datagrams_leave_with_df_and_ip_id_0() {
+    // The ICRC covers the IPv4 identification, which a UDP socket cannot
+    // see: read the real headers with a raw socket (needs CAP_NET_RAW;
+    // skipped without it). Linux's default PMTU mode would number DF
+    // datagrams from a counter; UdpLink's IP_PMTUDISC_DO gives 0.
+    use nix::sys::socket::{AddressFamily, MsgFlags, SockFlag, SockProtocol, SockType, recv, socket};
+    let raw = match socket(AddressFamily::Inet, SockType::Raw, SockFlag::SOCK_NONBLOCK, SockProtocol::Udp) {
+        Ok(fd) => fd,
+        Err(e) => {
+            eprintln!("skipping: no raw socket ({e})");
+            return;
+        }
+    };
+    let (a, b) = udp_pair();
+    a.add_peer(b.gid(), b.local_addr());
+    let (ip, port) = (Ipv4Addr::LOCALHOST, a.local_addr().port());
+    let p = Packet::builder(Opcode::SendOnly, 9, 1).payload(vec![5; 64]).build().unwrap();
+    for _ in 0..3 {
+        a.send(&b.gid(), p.encode_for(ip, ip, port)).unwrap();
+    }
+    let mut seen = Vec::new();
+    let deadline = Instant::now() + WAIT;
+    let mut buf = [0u8; 2048];
+    use std::os::fd::AsRawFd;
+    while seen.len() < 3 && Instant::now() < deadline {
+        match recv(raw.as_raw_fd(), &mut buf, MsgFlags::empty()) {
+            // IPv4 header, then UDP: keep only our datagrams (to b's port).
+            Ok(n) if n >= 28 && u16::from_be_bytes([buf[22], buf[23]]) == b.local_addr().port() => {
+                let id = u16::from_be_bytes([buf[4], buf[5]]);
+                let df = buf[6] & 0x40 != 0;
+                seen.push((id, df));
+            }
+            Ok(_) => {}
+            Err(_) => thread::sleep(Duration::from_millis(1)),
+        }
+    }
+    assert_eq!(seen, vec![(0, true); 3]);
+}

@@ -894,6 +894,23 @@ pub struct UdpLink {
 /// Segments of one UDP GSO send at most (the kernel's UDP_MAX_SEGMENTS).
 const UDP_GSO_MAX_SEGMENTS: usize = 64;
 
+/// Sets IP_MTU_DISCOVER (ip(7)) on `socket`; nix has no wrapper for it.
+fn set_mtu_discover(socket: &UdpSocket, mode: nix::libc::c_int) -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+    // SAFETY: setsockopt reads size_of::<c_int>() bytes from &mode, a live
+    // c_int; the fd is the socket's, open for the duration of the call.
+    let r = unsafe {
+        nix::libc::setsockopt(
+            socket.as_raw_fd(),
+            nix::libc::IPPROTO_IP,
+            nix::libc::IP_MTU_DISCOVER,
+            (&mode as *const nix::libc::c_int).cast(),
+            std::mem::size_of::<nix::libc::c_int>() as nix::libc::socklen_t,
+        )
+    };
+    if r == 0 { Ok(()) } else { Err(io::Error::last_os_error()) }
+}
+
 /// Datagrams a [`UdpLink`] takes in one recvmmsg(2).
 const UDP_RECV_BATCH: usize = 16;
 
@@ -920,6 +937,14 @@ impl UdpLink {
             )));
         }
         let socket = UdpSocket::bind(local).map_err(io_err)?;
+        // DF on every datagram and no local fragmentation. With the default
+        // (IP_PMTUDISC_WANT) Linux marks datagrams "ignore DF" and gives them
+        // IPv4 identifications from a per-destination counter, which the
+        // ICRC covers and a UDP socket cannot know; with IP_PMTUDISC_DO a DF
+        // datagram of an unconnected socket has identification 0, and the
+        // segments of a GSO batch 0, 1, 2...
+        set_mtu_discover(&socket, nix::libc::IP_PMTUDISC_DO)
+            .map_err(|e| LinkError::Io(format!("IP_MTU_DISCOVER: {e}")))?;
         // Receivers wait in poll(2) and take frames without blocking, so a
         // thread can sleep on the link while another drains it.
         socket.set_nonblocking(true).map_err(io_err)?;

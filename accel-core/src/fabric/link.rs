@@ -42,7 +42,7 @@
 //! | IPv4 version, IHL | covered | `0x45` | `0x45` (no options) |
 //! | TOS (DSCP, ECN) | masked | 0 | anything |
 //! | total length | covered | 28 + frame | 28 + frame |
-//! | identification | **covered** | 0 | 0, see below |
+//! | identification | **covered** | 0 (*i* in a GSO batch) | the same, see below |
 //! | flags, fragment offset | **covered** | DF, 0 | DF, 0, see below |
 //! | TTL | masked | 64 | anything |
 //! | protocol | covered | 17 | 17 |
@@ -55,13 +55,17 @@
 //!
 //! Caveats, all about the covered fields the kernel chooses:
 //! - **IPv4 identification.** Linux writes 0 for a datagram with DF set sent
-//!   on an *unconnected* socket; a connected socket would use a per-socket
-//!   counter. [`UdpLink`] therefore never calls `connect`.
-//! - **DF and fragmentation.** Linux sets DF by default (path MTU discovery,
-//!   `net.ipv4.ip_no_pmtu_disc = 0`) as long as the datagram fits the path
-//!   MTU. A larger datagram is fragmented, without DF and with a nonzero
-//!   identification. Keep frames within the path MTU (28 bytes of IPv4 and
-//!   UDP headers plus the frame), as RoCE itself requires: 4096-byte IB MTU
+//!   on an *unconnected* socket in `IP_PMTUDISC_DO` mode, and numbers the
+//!   segments of a UDP GSO batch 0, 1, 2... from there. In the default mode
+//!   (`IP_PMTUDISC_WANT`) it uses a per-destination counter instead (seen on
+//!   Linux 6.18), and a connected socket a per-socket counter. [`UdpLink`]
+//!   therefore sets `IP_PMTUDISC_DO` and never calls `connect`; segment *i*
+//!   of a batch is encoded for identification *i*
+//!   ([`Packet::encode_for_id`](crate::roce::packet::Packet::encode_for_id)).
+//! - **DF and fragmentation.** In `IP_PMTUDISC_DO` mode every datagram has
+//!   DF and none is fragmented: one larger than the path MTU fails with
+//!   EMSGSIZE. Keep frames within the path MTU (28 bytes of IPv4 and UDP
+//!   headers plus the frame), as RoCE itself requires: 4096-byte IB MTU
 //!   needs jumbo frames, 1024 fits a 1500-byte Ethernet MTU.
 //! - **Source address.** The ICRC covers it, so [`UdpLink::bind`] refuses
 //!   the unspecified address (the kernel would pick one per route).

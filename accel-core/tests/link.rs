@@ -477,6 +477,16 @@ fn switch_send_many_and_recv_many_batch() {
     assert_eq!(b.recv_many(100, &mut got).unwrap(), 24);
     assert_eq!(b.recv_many(16, &mut got).unwrap(), 0);
     assert_eq!(got.iter().map(|r| r.frame[0]).collect::<Vec<_>>(), (0..40).collect::<Vec<_>>());
+    // Without segmentation offload a batch buffer is cut into its frames.
+    assert_eq!(a.gso_max_segments(), 1);
+    let buf: Vec<u8> = (0..5u8).flat_map(|i| vec![i; if i == 4 { 7 } else { 12 }]).collect();
+    a.send_segmented(&gb, &buf, 12).unwrap();
+    let mut got = Vec::new();
+    assert_eq!(b.recv_many(16, &mut got).unwrap(), 5);
+    assert_eq!(
+        got.iter().map(|r| (r.frame[0], r.frame.len())).collect::<Vec<_>>(),
+        vec![(0, 12), (1, 12), (2, 12), (3, 12), (4, 7)]
+    );
 }
 
 #[test]
@@ -515,6 +525,18 @@ fn udp_gso_batch_arrives_as_frames_with_their_ip_ids() {
         assert!(n <= 16);
     }
     assert_eq!(lent, frames[1..].iter().zip(1u16..).map(|(f, id)| (f.clone(), id, a.gid())).collect::<Vec<_>>());
+    // The same batch laid end to end in one buffer.
+    let buf = frames.concat();
+    a.send_segmented(&b.gid(), &buf, frames[0].len()).unwrap();
+    let mut got = Vec::new();
+    let deadline = Instant::now() + WAIT;
+    while got.len() < 5 && Instant::now() < deadline {
+        b.recv_many(16, &mut got).unwrap();
+    }
+    assert_eq!(
+        got.iter().map(|r| (r.frame.clone(), r.ip_id)).collect::<Vec<_>>(),
+        frames.iter().cloned().zip(0u16..).collect::<Vec<_>>()
+    );
     // A batch of the wrong shape (a longer last frame) goes datagram by datagram.
     a.send_segments(&b.gid(), vec![vec![1; 64], vec![2; 80]]).unwrap();
     let mut got = Vec::new();

@@ -309,6 +309,13 @@ pub trait Link: Send + Sync {
         self.send_many(dst, frames)
     }
 
+    /// [`Link::send_segments`] of the frames laid end to end in `buf`, each
+    /// `seg` bytes but the last (which may be shorter): a sender encodes a
+    /// batch into one reused buffer. The default cuts it into frames.
+    fn send_segmented(&self, dst: &Gid, buf: &[u8], seg: usize) -> Result<(), LinkError> {
+        self.send_segments(dst, buf.chunks(seg.max(1)).map(<[u8]>::to_vec).collect())
+    }
+
     /// Appends to `out` the frames of up to `max` datagrams that are
     /// already waiting, without waiting, and returns how many frames it
     /// appended (in one system call where the link can: [`UdpLink`] uses
@@ -1023,6 +1030,53 @@ impl UdpLink {
         self.peer_port
     }
 
+    /// Whether `n` frames of `seg` bytes (`total` in all) make a batch UDP
+    /// GSO takes.
+    fn gso_batch_fits(&self, seg: usize, n: usize, total: usize) -> bool {
+        self.gso() && seg > 0 && u16::try_from(seg).is_ok() && n <= UDP_GSO_MAX_SEGMENTS && total <= MAX_FRAME_LEN
+    }
+
+    /// One sendmsg(2) of `iovs` cut by the kernel into datagrams of `seg`
+    /// bytes (`n` of them). `None` when the kernel refuses GSO, which then
+    /// stays off for this link: the caller sends datagram by datagram.
+    fn send_gso(
+        &self,
+        dst: &Gid,
+        iovs: &[std::io::IoSlice<'_>],
+        seg: usize,
+        n: usize,
+    ) -> Option<Result<(), LinkError>> {
+        use nix::sys::socket::{ControlMessage, MsgFlags, SockaddrIn, sendmsg};
+        use std::os::fd::AsRawFd;
+        let seg = u16::try_from(seg).ok()?;
+        let Some(addr) = self.resolve(dst) else {
+            self.counters.add(Stat::Dropped, n as u64);
+            return Some(Err(LinkError::UnknownDestination));
+        };
+        let cmsg = [ControlMessage::UdpGsoSegments(&seg)];
+        let n = n as u64;
+        for _ in 0..3 {
+            match sendmsg(self.socket.as_raw_fd(), iovs, &cmsg, MsgFlags::empty(), Some(&SockaddrIn::from(addr))) {
+                Ok(_) => {
+                    self.counters.add(Stat::Sent, n);
+                    return Some(Ok(()));
+                }
+                Err(nix::errno::Errno::EINTR) => {}
+                Err(nix::errno::Errno::EAGAIN) => {
+                    self.counters.add(Stat::Sent, n);
+                    self.counters.add(Stat::Dropped, n);
+                    return Some(Ok(()));
+                }
+                Err(e) => {
+                    tracing::warn!("UDP GSO refused ({e}): sending datagram by datagram from now on");
+                    self.gso.store(false, std::sync::atomic::Ordering::Relaxed);
+                    return None;
+                }
+            }
+        }
+        None
+    }
+
     /// Where frames for `dst` go: the peer map, else `dst`'s IPv4 address
     /// and the peer port.
     pub fn resolve(&self, dst: &Gid) -> Option<SocketAddrV4> {
@@ -1158,48 +1212,31 @@ impl Link for UdpLink {
     /// wrong shape, or a kernel that refuses GSO (which then stays off for
     /// this link), falls back to [`UdpLink::send_many`].
     fn send_segments(&self, dst: &Gid, frames: Vec<Vec<u8>>) -> Result<(), LinkError> {
-        use nix::sys::socket::{ControlMessage, MsgFlags, SockaddrIn, sendmsg};
-        use std::io::IoSlice;
-        use std::os::fd::AsRawFd;
         let size = frames.first().map_or(0, Vec::len);
         let total: usize = frames.iter().map(Vec::len).sum();
-        let shaped = size > 0
-            && frames.len() <= UDP_GSO_MAX_SEGMENTS
-            && total <= MAX_FRAME_LEN
-            && frames.split_last().is_some_and(|(last, rest)| {
-                !rest.is_empty() && rest.iter().all(|f| f.len() == size) && (1..=size).contains(&last.len())
-            });
-        if !shaped || !self.gso() {
+        let shaped = frames.split_last().is_some_and(|(last, rest)| {
+            !rest.is_empty() && rest.iter().all(|f| f.len() == size) && (1..=size).contains(&last.len())
+        });
+        if !shaped || !self.gso_batch_fits(size, frames.len(), total) {
             return self.send_many(dst, frames);
         }
-        let Ok(seg) = u16::try_from(size) else { return self.send_many(dst, frames) };
-        let Some(addr) = self.resolve(dst) else {
-            self.counters.add(Stat::Dropped, frames.len() as u64);
-            return Err(LinkError::UnknownDestination);
-        };
-        let iovs: Vec<IoSlice<'_>> = frames.iter().map(|f| IoSlice::new(f)).collect();
-        let cmsg = [ControlMessage::UdpGsoSegments(&seg)];
-        let n = frames.len() as u64;
-        for _ in 0..3 {
-            match sendmsg(self.socket.as_raw_fd(), &iovs, &cmsg, MsgFlags::empty(), Some(&SockaddrIn::from(addr))) {
-                Ok(_) => {
-                    self.counters.add(Stat::Sent, n);
-                    return Ok(());
-                }
-                Err(nix::errno::Errno::EINTR) => {}
-                Err(nix::errno::Errno::EAGAIN) => {
-                    self.counters.add(Stat::Sent, n);
-                    self.counters.add(Stat::Dropped, n);
-                    return Ok(());
-                }
-                Err(e) => {
-                    tracing::warn!("UDP GSO refused ({e}): sending datagram by datagram from now on");
-                    self.gso.store(false, std::sync::atomic::Ordering::Relaxed);
-                    return self.send_many(dst, frames);
-                }
-            }
+        let iovs: Vec<std::io::IoSlice<'_>> = frames.iter().map(|f| std::io::IoSlice::new(f)).collect();
+        match self.send_gso(dst, &iovs, size, frames.len()) {
+            Some(r) => r,
+            None => self.send_many(dst, frames),
         }
-        self.send_many(dst, frames)
+    }
+
+    /// One sendmsg(2) of the whole buffer with a UDP_SEGMENT control message.
+    fn send_segmented(&self, dst: &Gid, buf: &[u8], seg: usize) -> Result<(), LinkError> {
+        let n = buf.len().div_ceil(seg.max(1));
+        if n < 2 || !self.gso_batch_fits(seg, n, buf.len()) {
+            return self.send_many(dst, buf.chunks(seg.max(1)).map(<[u8]>::to_vec).collect());
+        }
+        match self.send_gso(dst, &[std::io::IoSlice::new(buf)], seg, n) {
+            Some(r) => r,
+            None => self.send_many(dst, buf.chunks(seg).map(<[u8]>::to_vec).collect()),
+        }
     }
 
     /// [`UdpLink::recv_each`], copying each frame out.

@@ -589,8 +589,20 @@ impl RcQp {
                 if !singles.is_empty() {
                     let _ = self.link.send_many(dst, std::mem::take(&mut singles));
                 }
-                let frames = out[i..j].iter().zip(0u16..).map(|(p, id)| self.encode(st, p, id)).collect();
-                let _ = self.link.send_segments(dst, frames);
+                let (src_ip, dst_ip, port) = self.ipv4.unwrap_or((Ipv4Addr::UNSPECIFIED, Ipv4Addr::UNSPECIFIED, 0));
+                thread_local! {
+                    // The batch buffer, reused: a 64 KiB message is encoded
+                    // without an allocation per packet.
+                    static BATCH: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+                }
+                BATCH.with(|b| {
+                    let mut buf = b.borrow_mut();
+                    buf.clear();
+                    for (p, id) in out[i..j].iter().zip(0u16..) {
+                        p.pkt.append_for_id_with_payload(p.payload(st), src_ip, dst_ip, port, id, &mut buf);
+                    }
+                    let _ = self.link.send_segmented(dst, &buf, size);
+                });
             }
             i = j;
         }

@@ -636,9 +636,16 @@ impl Packet {
     /// BTH .. pad for `payload` (the pad count follows its length), room
     /// left for the ICRC.
     fn encode_body_with(&self, payload: &[u8]) -> Vec<u8> {
+        let mut out = Vec::new();
+        self.append_body(payload, &mut out);
+        out
+    }
+
+    /// Appends BTH .. pad for `payload` to `out`, with room reserved for the ICRC.
+    fn append_body(&self, payload: &[u8], out: &mut Vec<u8>) {
         let n = self.bth.opcode.header_len() + payload.len();
         let pad = pad_for(n);
-        let mut out = Vec::with_capacity(n + usize::from(pad) + ICRC_LEN);
+        out.reserve(n + usize::from(pad) + ICRC_LEN);
         let mut bth = self.bth;
         bth.pad_count = pad;
         out.extend_from_slice(&bth.to_bytes());
@@ -653,7 +660,25 @@ impl Packet {
         }
         out.extend_from_slice(payload);
         out.resize(out.len() + usize::from(pad), 0);
-        out
+    }
+
+    /// [`Packet::encode_for_id_with_payload`], appended to `out` (which may
+    /// already hold other frames): a sender encodes a batch into one buffer.
+    pub fn append_for_id_with_payload(
+        &self,
+        payload: &[u8],
+        src: Ipv4Addr,
+        dst: Ipv4Addr,
+        src_port: u16,
+        ip_id: u16,
+        out: &mut Vec<u8>,
+    ) {
+        let start = out.len();
+        self.append_body(payload, out);
+        let body = &out[start..];
+        let (ip, udp) = ipv4_udp_headers(src, dst, src_port, body.len() + ICRC_LEN, ip_id);
+        let crc = icrc_ipv4(&ip, &udp, body);
+        out.extend_from_slice(&crc.to_le_bytes());
     }
 
     /// [`Packet::encode_for_id`] of this packet's headers followed by
@@ -669,10 +694,8 @@ impl Packet {
         src_port: u16,
         ip_id: u16,
     ) -> Vec<u8> {
-        let mut out = self.encode_body_with(payload);
-        let (ip, udp) = ipv4_udp_headers(src, dst, src_port, out.len() + ICRC_LEN, ip_id);
-        let crc = icrc_ipv4(&ip, &udp, &out);
-        out.extend_from_slice(&crc.to_le_bytes());
+        let mut out = Vec::new();
+        self.append_for_id_with_payload(payload, src, dst, src_port, ip_id, &mut out);
         out
     }
 

@@ -1458,11 +1458,21 @@ impl RcPort {
     fn drain(&self) -> usize {
         const BATCH: usize = 16;
         let mut n = 0;
+        // The frames of a batch mostly go to one QP: look it up once.
+        let mut last: Option<(u32, Arc<RcQp>)> = None;
         loop {
             let got = self
                 .link
                 .recv_each(BATCH, &mut |rx| {
-                    let qp = Bth::decode(rx.bytes).ok().and_then(|bth| self.qps.read().get(&bth.dest_qp).cloned());
+                    let Ok(bth) = Bth::decode(rx.bytes) else { return };
+                    let qp = match &last {
+                        Some((qpn, qp)) if *qpn == bth.dest_qp => Some(Arc::clone(qp)),
+                        _ => {
+                            let qp = self.qps.read().get(&bth.dest_qp).cloned();
+                            last = qp.clone().map(|q| (bth.dest_qp, q));
+                            qp
+                        }
+                    };
                     if let Some(qp) = qp
                         && qp.handle_frame(rx)
                     {

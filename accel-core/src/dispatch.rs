@@ -52,12 +52,33 @@ const MAX_ARG: usize = 256;
 /// Nested arrays of one ioctl at most (a test checks the table).
 const MAX_PTRS: usize = 4;
 
+/// An input array as copied in, in 8-byte-aligned storage so that handlers
+/// can borrow it as a slice of its element type ([`Call::input_ref`]).
+struct Input {
+    words: Vec<u64>,
+    len: usize,
+}
+
+impl Input {
+    fn zeroed(len: usize) -> Input {
+        Input { words: vec![0; len.div_ceil(8)], len }
+    }
+
+    fn bytes(&self) -> &[u8] {
+        &self.words.as_bytes()[..self.len]
+    }
+
+    fn bytes_mut(&mut self) -> &mut [u8] {
+        &mut self.words.as_mut_bytes()[..self.len]
+    }
+}
+
 /// A validated call, as handlers see it.
 pub struct Call<'a> {
     desc: &'static IoctlDesc,
     /// The argument struct: `buf[..desc.arg.size]`.
     buf: [u8; MAX_ARG],
-    inputs: [Option<Vec<u8>>; MAX_PTRS],
+    inputs: [Option<Input>; MAX_PTRS],
     outputs: [Option<Vec<u8>>; MAX_PTRS],
     counts: [u32; MAX_PTRS],
     device: &'a Device,
@@ -155,9 +176,9 @@ fn dispatch_inner(file: &File, cmd: u32, arg: &mut [u8], user: &dyn UserMemory) 
             .ok_or_else(|| Error::Overflow(format!("{}.{} x {}", desc.name, p.count_name, p.elem.size)))?;
         match p.access {
             Access::In => {
-                let mut v = vec![0u8; bytes];
-                user.copy_in(ptr, &mut v).map_err(|_| Error::Fault { addr: ptr, len: bytes as u64 })?;
-                for (i, e) in v.chunks_exact(p.elem.size).enumerate() {
+                let mut v = Input::zeroed(bytes);
+                user.copy_in(ptr, v.bytes_mut()).map_err(|_| Error::Fault { addr: ptr, len: bytes as u64 })?;
+                for (i, e) in v.bytes().chunks_exact(p.elem.size).enumerate() {
                     check_struct(p.elem, e, || format!("{}[{i}]", p.name))?;
                 }
                 inputs[i] = Some(v);
@@ -219,10 +240,20 @@ impl Call<'_> {
     /// the count is non-zero but the pointer is 0.
     pub fn input<E: FromBytes + Immutable>(&self, i: usize) -> Result<Vec<E>> {
         match self.inputs.get(i) {
-            Some(Some(bytes)) => {
-                Ok(bytes.chunks_exact(size_of::<E>()).filter_map(|c| E::read_from_bytes(c).ok()).collect())
+            Some(Some(v)) => {
+                Ok(v.bytes().chunks_exact(size_of::<E>()).filter_map(|c| E::read_from_bytes(c).ok()).collect())
             }
             _ if self.counts.get(i).copied().unwrap_or(0) == 0 => Ok(Vec::new()),
+            _ => Err(Error::Fault { addr: 0, len: 0 }),
+        }
+    }
+
+    /// [`Call::input`] borrowed in place, without a copy.
+    pub fn input_ref<E: FromBytes + Immutable + KnownLayout>(&self, i: usize) -> Result<&[E]> {
+        match self.inputs.get(i) {
+            Some(Some(v)) => <[E]>::ref_from_bytes(v.bytes())
+                .map_err(|_| Error::invalid(format!("{}: array {i} is not an array of its element", self.desc.name))),
+            _ if self.counts.get(i).copied().unwrap_or(0) == 0 => Ok(&[]),
             _ => Err(Error::Fault { addr: 0, len: 0 }),
         }
     }

@@ -93,13 +93,12 @@ pub(crate) fn handle(file: &File, call: &mut Call<'_>) -> Result<()> {
         0x5B => {
             let mut a: sys::accel_post_send = call.arg()?;
             let qp = file.qp(a.handle)?;
-            let wrs: Vec<sys::accel_send_wr> = call.input(0)?;
-            let sges: Vec<sys::accel_sge> = call.input(1)?;
+            let checked = qp.check_sends(call.input_ref(0)?, call.input_ref(1)?);
             // bad_wr reaches the caller on failure too.
             call.copy_back_on_error = true;
             a.bad_wr = 0;
             call.set_arg(&a);
-            let posts = match qp.check_sends(&wrs, &sges) {
+            let posts = match checked {
                 Ok(p) => p,
                 Err((i, e)) => {
                     a.bad_wr = i as u32;
@@ -112,12 +111,11 @@ pub(crate) fn handle(file: &File, call: &mut Call<'_>) -> Result<()> {
         0x5C => {
             let mut a: sys::accel_post_recv = call.arg()?;
             let qp = file.qp(a.handle)?;
-            let wrs: Vec<sys::accel_recv_wr> = call.input(0)?;
-            let sges: Vec<sys::accel_sge> = call.input(1)?;
+            let checked = qp.check_recvs(call.input_ref(0)?, call.input_ref(1)?);
             call.copy_back_on_error = true;
             a.bad_wr = 0;
             call.set_arg(&a);
-            let posts = match qp.check_recvs(&wrs, &sges) {
+            let posts = match checked {
                 Ok(p) => p,
                 Err((i, e)) => {
                     a.bad_wr = i as u32;

@@ -277,16 +277,22 @@ impl Side {
     }
 
     /// Waits for the message of iteration `iter` (and reaps send completions).
-    fn receive(&self, iter: u64, timeout: Duration, sends: &mut u64) -> Result<(), String> {
+    fn receive(
+        &self,
+        iter: u64,
+        timeout: Duration,
+        sends: &mut u64,
+        wcs: &mut Vec<sys::accel_wc>,
+    ) -> Result<(), String> {
         let deadline = Instant::now() + timeout;
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
-            let wcs = self.cq.poll_wait(8, left).map_err(err("CQ_POLL"))?;
+            self.cq.poll_wait_into(8, left, wcs).map_err(err("CQ_POLL"))?;
             if wcs.is_empty() {
                 return Err(format!("no message {iter} within {timeout:?}"));
             }
             let mut got = false;
-            for wc in wcs {
+            for wc in wcs.iter() {
                 if wc.status != sys::ACCEL_WC_SUCCESS {
                     return Err(format!("completion for wr_id {} with status {}", wc.wr_id, wc.status));
                 }
@@ -316,12 +322,13 @@ impl Side {
     pub fn run(&self, remote: &Dest, o: &Options, client: bool) -> Result<Outcome, String> {
         let start = Instant::now();
         let mut sends = 0;
+        let mut wcs = Vec::with_capacity(8);
         for i in 0..u64::from(o.iters) {
             if client {
                 self.send(remote, 2 * i)?;
-                self.receive(2 * i + 1, o.timeout, &mut sends)?;
+                self.receive(2 * i + 1, o.timeout, &mut sends, &mut wcs)?;
             } else {
-                self.receive(2 * i, o.timeout, &mut sends)?;
+                self.receive(2 * i, o.timeout, &mut sends, &mut wcs)?;
                 self.send(remote, 2 * i + 1)?;
             }
         }

@@ -285,14 +285,21 @@ impl Cq {
     /// (then an empty vector): spins briefly, then yields the CPU between
     /// polls, as a busy-polling verbs application does.
     pub fn poll_wait(&self, max: usize, timeout: Duration) -> Result<Vec<sys::accel_wc>> {
+        let mut wcs = Vec::new();
+        self.poll_wait_into(max, timeout, &mut wcs)?;
+        Ok(wcs)
+    }
+
+    /// [`Cq::poll_wait`] into `wcs` (replacing its contents), reusing its
+    /// allocation.
+    pub fn poll_wait_into(&self, max: usize, timeout: Duration, wcs: &mut Vec<sys::accel_wc>) -> Result<()> {
         let start = Instant::now();
         let mut spins = 0u32;
-        let mut wcs = Vec::new();
         loop {
-            self.poll_into(max, &mut wcs)?;
+            self.poll_into(max, wcs)?;
             // The clock is read every 16th empty poll only: a busy poll is short.
             if !wcs.is_empty() || (spins % 16 == 15 && start.elapsed() >= timeout) || timeout.is_zero() {
-                return Ok(wcs);
+                return Ok(());
             }
             spins += 1;
             if spins < 64 {

@@ -5,6 +5,9 @@
 #                            vs fi_pingpong -p udp -e dgram (goal <= 1.5x)
 #   64 KiB bandwidth:        accel pingpong --op write -s 65536 (RDMA WRITE)
 #                            vs fi_pingpong -p tcp -e msg -S 65536 (goal >= 1.0x)
+#                            vs the same datagrams without RoCE processing
+#                            (tools/examples/udp_gso_floor.rs: what the wire
+#                            format allows here; no goal)
 # Each figure is the median of RUNS runs. Needs libfabric-bin (installed if missing).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -12,8 +15,9 @@ RUNS=${RUNS:-5}
 if ! command -v fi_pingpong >/dev/null; then
     apt-get install -y libfabric-bin >/dev/null
 fi
-cargo build --release -q -p accel-tools
+cargo build --release -q -p accel-tools --bin accel --example udp_gso_floor
 ACCEL=target/release/accel
+FLOOR=target/release/examples/udp_gso_floor
 
 median() { sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 
@@ -42,7 +46,7 @@ accel_json() { # args: accel pingpong options; prints the JSON of the client
 }
 field() { python3 -c "import json,sys; print(json.load(sys.stdin)['$1'])"; }
 
-declare -a a_lat f_tcp f_udp a_bw f_bw
+declare -a a_lat f_tcp f_udp a_bw f_bw r_bw
 for _ in $(seq "$RUNS"); do
     a_lat+=("$(accel_json -s 64 -n 10000 | field usec_per_iter)")
     f_tcp+=("$(fi_rtt -p tcp -e msg -I 10000 -S 64)")
@@ -50,13 +54,16 @@ for _ in $(seq "$RUNS"); do
     # MB/s (10^6 bytes) of payload both ways, as fi_pingpong counts it.
     a_bw+=("$(accel_json --op write -m 4096 -s 65536 -n 2000 | python3 -c 'import json,sys; j=json.load(sys.stdin); print(j["bytes"]/j["seconds"]/1e6)')")
     f_bw+=("$(fi_mbps -p tcp -e msg -I 2000 -S 65536)")
+    r_bw+=("$($FLOOR 2000)")
 done
 al=$(printf '%s\n' "${a_lat[@]}" | median)
 ft=$(printf '%s\n' "${f_tcp[@]}" | median)
 fu=$(printf '%s\n' "${f_udp[@]}" | median)
 ab=$(printf '%s\n' "${a_bw[@]}" | median)
 fb=$(printf '%s\n' "${f_bw[@]}" | median)
+rb=$(printf '%s\n' "${r_bw[@]}" | median)
 printf '%-44s %12s %12s %8s %s\n' benchmark accel baseline ratio goal
 printf '%-44s %9.2f us %9.2f us %7.2fx %s\n' "64 B round trip vs fi_pingpong tcp msg" "$al" "$ft" "$(echo "$al / $ft" | bc -l)" "<= 1.0x"
 printf '%-44s %9.2f us %9.2f us %7.2fx %s\n' "64 B round trip vs fi_pingpong udp dgram" "$al" "$fu" "$(echo "$al / $fu" | bc -l)" "<= 1.5x"
 printf '%-44s %7.0f MB/s %7.0f MB/s %7.2fx %s\n' "64 KiB RDMA WRITE vs fi_pingpong tcp msg" "$ab" "$fb" "$(echo "$ab / $fb" | bc -l)" ">= 1.0x"
+printf '%-44s %7.0f MB/s %7.0f MB/s %7.2fx %s\n' "64 KiB RDMA WRITE vs its datagrams, raw" "$ab" "$rb" "$(echo "$ab / $rb" | bc -l)" "(floor)"

@@ -263,6 +263,10 @@ impl Syncobj {
     /// (point, status): binary -> 1 if its fence signalled else 0; timeline ->
     /// the payload. Status is 0 or -errno.
     pub fn query(&self) -> (u64, i32) {
+        // A waiter wakes as soon as the fences of a point signal, which can
+        // be before the signalling thread retires the point: retire here
+        // too, so a point a wait saw reached is never reported unreached.
+        self.retire();
         match &*self.state.lock() {
             State::Binary { fence, .. } => match fence.as_ref().and_then(|f| f.status()) {
                 Some(Ok(())) => (1, 0),

@@ -444,32 +444,12 @@ impl Qp {
 
     /// POST_SEND: WR *i* uses `sges[first_sge .. first_sge + num_sge)`; all or nothing.
     pub fn post_send(&self, wrs: &[sys::accel_send_wr], sges: &[sys::accel_sge]) -> Result<()> {
-        const CALL: &str = "POST_SEND";
-        let mut mem = SliceMemory::new();
-        let mut a = sys::accel_post_send {
-            handle: self.handle(),
-            num_wrs: count(CALL, wrs.len())?,
-            wrs_ptr: mem.lend(wrs.as_bytes()),
-            num_sges: count(CALL, sges.len())?,
-            sges_ptr: mem.lend(sges.as_bytes()),
-            ..Default::default()
-        };
-        self.pd.dev.ioctl_lent(CALL, sys::ACCEL_IOCTL_POST_SEND, &mut a, &mem)
+        self.try_post_send(wrs, sges).map_err(|(e, _)| e)
     }
 
     /// POST_RECV: WR *i* uses `sges[first_sge .. first_sge + num_sge)`; all or nothing.
     pub fn post_recv(&self, wrs: &[sys::accel_recv_wr], sges: &[sys::accel_sge]) -> Result<()> {
-        const CALL: &str = "POST_RECV";
-        let mut mem = SliceMemory::new();
-        let mut a = sys::accel_post_recv {
-            handle: self.handle(),
-            num_wrs: count(CALL, wrs.len())?,
-            wrs_ptr: mem.lend(wrs.as_bytes()),
-            num_sges: count(CALL, sges.len())?,
-            sges_ptr: mem.lend(sges.as_bytes()),
-            ..Default::default()
-        };
-        self.pd.dev.ioctl_lent(CALL, sys::ACCEL_IOCTL_POST_RECV, &mut a, &mem)
+        self.try_post_recv(wrs, sges).map_err(|(e, _)| e)
     }
 }
 

@@ -8,6 +8,7 @@ use crate::file::File;
 use accel_uapi::flags::{MrAccess, QpAttrMask, QpCreateFlags};
 use accel_uapi::sys;
 use accel_uapi::types::QpType;
+use zerocopy::{Immutable, IntoBytes};
 
 /// Handle one verbs ioctl.
 pub(crate) fn handle(file: &File, call: &mut Call<'_>) -> Result<()> {
@@ -91,40 +92,37 @@ pub(crate) fn handle(file: &File, call: &mut Call<'_>) -> Result<()> {
             file.qp_destroy(a.handle)
         }
         0x5B => {
-            let mut a: sys::accel_post_send = call.arg()?;
+            let a: sys::accel_post_send = call.arg()?;
             let qp = file.qp(a.handle)?;
             let checked = qp.check_sends(call.input_ref(0)?, call.input_ref(1)?);
-            // bad_wr reaches the caller on failure too.
-            call.copy_back_on_error = true;
-            a.bad_wr = 0;
-            call.set_arg(&a);
-            let posts = match checked {
-                Ok(p) => p,
-                Err((i, e)) => {
-                    a.bad_wr = i as u32;
-                    call.set_arg(&a);
-                    return Err(e);
-                }
-            };
+            let posts = report_bad_wr(call, a, |a| &mut a.bad_wr, checked)?;
             qp.post_send(posts)
         }
         0x5C => {
-            let mut a: sys::accel_post_recv = call.arg()?;
+            let a: sys::accel_post_recv = call.arg()?;
             let qp = file.qp(a.handle)?;
             let checked = qp.check_recvs(call.input_ref(0)?, call.input_ref(1)?);
-            call.copy_back_on_error = true;
-            a.bad_wr = 0;
-            call.set_arg(&a);
-            let posts = match checked {
-                Ok(p) => p,
-                Err((i, e)) => {
-                    a.bad_wr = i as u32;
-                    call.set_arg(&a);
-                    return Err(e);
-                }
-            };
+            let posts = report_bad_wr(call, a, |a| &mut a.bad_wr, checked)?;
             qp.post_recv(posts)
         }
         _ => Err(Error::NotSupported(format!("{} is not implemented by this core", call.desc().name))),
     }
+}
+
+/// The WRs `checked` accepted, or its error. Either way `bad_wr` (the index
+/// of the first rejected WR, 0 when none was) reaches the caller: the
+/// struct is copied back even on failure.
+fn report_bad_wr<A: IntoBytes + Immutable, T>(
+    call: &mut Call<'_>,
+    mut a: A,
+    bad_wr: impl Fn(&mut A) -> &mut u32,
+    checked: std::result::Result<T, (usize, Error)>,
+) -> Result<T> {
+    call.copy_back_on_error = true;
+    *bad_wr(&mut a) = match &checked {
+        Ok(_) => 0,
+        Err((i, _)) => *i as u32,
+    };
+    call.set_arg(&a);
+    checked.map_err(|(_, e)| e)
 }

@@ -407,8 +407,7 @@ impl OutPkt {
     }
 
     fn wire_len(&self, st: &State) -> usize {
-        let n = self.pkt.bth().opcode.header_len() + self.payload(st).len();
-        n + (4 - n % 4) % 4 + crate::roce::packet::ICRC_LEN
+        self.pkt.wire_len_with(self.payload(st).len())
     }
 }
 
@@ -561,12 +560,12 @@ impl RcQp {
     fn send_out(&self, st: &State, out: Out) {
         let dst = &self.cfg.dest_gid;
         let max = self.link.gso_max_segments();
-        if self.ipv4.is_none() || max < 2 || out.len() < 2 {
+        let Some((src_ip, dst_ip, port)) = self.ipv4.filter(|_| max > 1 && out.len() > 1) else {
             if !out.is_empty() {
                 let _ = self.link.send_many(dst, out.iter().map(|p| self.encode(st, p, 0)).collect());
             }
             return;
-        }
+        };
         let mut singles = Vec::new();
         let mut i = 0;
         while i < out.len() {
@@ -589,7 +588,6 @@ impl RcQp {
                 if !singles.is_empty() {
                     let _ = self.link.send_many(dst, std::mem::take(&mut singles));
                 }
-                let (src_ip, dst_ip, port) = self.ipv4.unwrap_or((Ipv4Addr::UNSPECIFIED, Ipv4Addr::UNSPECIFIED, 0));
                 thread_local! {
                     // The batch buffer, reused: a 64 KiB message is encoded
                     // without an allocation per packet.
@@ -622,12 +620,16 @@ impl RcQp {
             .ok()
     }
 
+    /// Sends the due ACK, if any, on its own.
+    fn send_due_ack(&self, st: &mut State) {
+        if let Some(p) = self.take_ack(st) {
+            self.send_out(st, vec![p.into()]);
+        }
+    }
+
     /// Sends the due ACK, if any (see the module docs).
     pub fn flush_ack(&self) {
-        let mut st = self.state.lock();
-        if let Some(p) = self.take_ack(&mut st) {
-            self.send_out(&st, vec![p.into()]);
-        }
+        self.flush_ack_older(Instant::now(), Duration::ZERO);
     }
 
     /// Sends the due ACK if it has been due since `now - delay` or
@@ -636,9 +638,7 @@ impl RcQp {
         let mut st = self.state.lock();
         match st.resp.ack_due_since {
             Some(t) if now.saturating_duration_since(t) >= delay => {
-                if let Some(p) = self.take_ack(&mut st) {
-                    self.send_out(&st, vec![p.into()]);
-                }
+                self.send_due_ack(&mut st);
                 false
             }
             Some(_) => true,
@@ -760,9 +760,7 @@ impl RcQp {
     /// Moves to the error state, flushing every outstanding WR.
     fn enter_error(&self, st: &mut State) {
         // What was executed stays acknowledged.
-        if let Some(p) = self.take_ack(st) {
-            self.send_out(st, vec![p.into()]);
-        }
+        self.send_due_ack(st);
         st.error = true;
         st.req.timer = None;
         st.req.rnr_until = None;
@@ -1495,15 +1493,15 @@ impl RcPort {
         self.acks_pending.store(true, AtomicOrdering::Release);
     }
 
-    /// Sends the ACKs the port's QPs have owed for [`ACK_DELAY`] or more;
-    /// the others stay due.
-    fn flush_old_acks(&self, now: Instant) {
+    /// Sends the ACKs the port's QPs have owed for `delay` or more; the
+    /// others stay due.
+    fn flush_acks_older(&self, now: Instant, delay: Duration) {
         if !self.acks_pending.swap(false, AtomicOrdering::AcqRel) {
             return;
         }
         let qps = std::mem::take(&mut *self.acks.lock());
         for qp in qps {
-            if qp.flush_ack_older(now, ACK_DELAY) {
+            if qp.flush_ack_older(now, delay) {
                 self.defer_ack(qp);
             }
         }
@@ -1512,13 +1510,7 @@ impl RcPort {
     /// Sends the ACKs the port's QPs still owe (see the module docs on
     /// ACK coalescing).
     pub fn flush_acks(&self) {
-        if !self.acks_pending.swap(false, AtomicOrdering::AcqRel) {
-            return;
-        }
-        let qps = std::mem::take(&mut *self.acks.lock());
-        for qp in qps {
-            qp.flush_ack();
-        }
+        self.flush_acks_older(Instant::now(), Duration::ZERO);
     }
 
     /// Receives and handles what the link holds, in the caller's thread
@@ -1533,7 +1525,7 @@ impl RcPort {
         };
         if n == 0 {
             let now = Instant::now();
-            self.flush_old_acks(now);
+            self.flush_acks_older(now, ACK_DELAY);
             self.run_timers_if_due(now);
         }
         n

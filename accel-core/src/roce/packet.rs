@@ -624,7 +624,13 @@ impl Packet {
 
     /// Encoded length: headers, payload, pad and ICRC.
     pub fn wire_len(&self) -> usize {
-        let n = self.bth.opcode.header_len() + self.payload.len();
+        self.wire_len_with(self.payload.len())
+    }
+
+    /// Encoded length with a payload of `payload_len` bytes in place of
+    /// its own (see [`Packet::encode_for_id_with_payload`]).
+    pub fn wire_len_with(&self, payload_len: usize) -> usize {
+        let n = self.bth.opcode.header_len() + payload_len;
         n + usize::from(pad_for(n)) + ICRC_LEN
     }
 

@@ -547,6 +547,75 @@ fn udp_gso_batch_arrives_as_frames_with_their_ip_ids() {
     assert_eq!(got.iter().map(|r| (r.frame.len(), r.ip_id)).collect::<Vec<_>>(), vec![(64, 0), (80, 0)]);
 }
 
+/// Frames of `link` until `n` came or [`WAIT`] passed: (bytes, ip_id).
+fn take(link: &dyn Link, n: usize) -> Vec<(Vec<u8>, u16)> {
+    let mut got = Vec::new();
+    let deadline = Instant::now() + WAIT;
+    while got.len() < n && Instant::now() < deadline {
+        link.recv_many(16, &mut got).unwrap();
+        std::thread::yield_now();
+    }
+    got.into_iter().map(|r| (r.frame, r.ip_id)).collect()
+}
+
+#[test]
+fn gather_sends_are_the_pieces_laid_end_to_end() {
+    use std::io::IoSlice;
+    // Three packets of 20 bytes, each as head + payload + trailer, and a
+    // 9-byte last one: one GSO batch of segments of 20.
+    let (head, body, tail) = (vec![1u8; 6], vec![2u8; 10], vec![3u8; 4]);
+    let last = vec![4u8; 9];
+    let iov = [
+        IoSlice::new(&head),
+        IoSlice::new(&body),
+        IoSlice::new(&tail),
+        IoSlice::new(&head),
+        IoSlice::new(&body),
+        IoSlice::new(&tail),
+        IoSlice::new(&head),
+        IoSlice::new(&body),
+        IoSlice::new(&tail),
+        IoSlice::new(&last),
+    ];
+    let frame = [&head[..], &body, &tail].concat();
+    let want = vec![(frame.clone(), 0), (frame.clone(), 1), (frame.clone(), 2), (last.clone(), 3)];
+    for gso in [true, false] {
+        let (a, b) = udp_pair();
+        let (a, b) = (a.with_gso(gso), b.with_gso(gso));
+        a.add_peer(b.gid(), b.local_addr());
+        a.send_gather(&b.gid(), &iov, 20).unwrap();
+        let got = take(&b, 4);
+        if gso {
+            assert_eq!(got, want);
+        } else {
+            // Datagram by datagram: each arrives alone, as identification 0.
+            assert_eq!(got, want.iter().map(|(f, _)| (f.clone(), 0)).collect::<Vec<_>>());
+        }
+        assert_eq!(a.stats().sent, 4);
+        // One frame from pieces (seg 0, or a seg as large as the frame).
+        a.send_gather(&b.gid(), &iov[..3], 0).unwrap();
+        a.send_gather(&b.gid(), &iov[..3], 20).unwrap();
+        assert_eq!(take(&b, 2), vec![(frame.clone(), 0), (frame.clone(), 0)]);
+        // A single frame too large, and an unknown destination.
+        let big = vec![0u8; MAX_FRAME_LEN + 1];
+        assert_eq!(a.send_gather(&b.gid(), &[IoSlice::new(&big)], 0), Err(LinkError::TooLarge));
+        let mut nowhere: Gid = [0; 16];
+        nowhere[0] = 0xFE;
+        assert_eq!(a.send_gather(&nowhere, &iov[..3], 0), Err(LinkError::UnknownDestination));
+        assert_eq!(a.send_gather(&nowhere, &iov, 20), Err(LinkError::UnknownDestination));
+        assert_eq!(a.stats().sent, 6);
+    }
+    // The switch (the trait's default) copies the pieces and cuts the batch.
+    let sw = VirtualSwitch::new(Faults::none());
+    let (ga, gb) = (gid_from_ipv4(Ipv4Addr::new(10, 9, 1, 1)), gid_from_ipv4(Ipv4Addr::new(10, 9, 1, 2)));
+    let (a, b) = (sw.attach(ga).unwrap(), sw.attach(gb).unwrap());
+    a.send_gather(&gb, &iov, 20).unwrap();
+    a.send_gather(&gb, &iov[..3], 0).unwrap();
+    let mut all = want.iter().map(|(f, _)| (f.clone(), 0)).collect::<Vec<_>>();
+    all.push((frame, 0));
+    assert_eq!(take(b.as_ref(), 5), all);
+}
+
 #[test]
 fn udp_gso_segments_reach_a_receiver_without_gro_with_their_ip_ids() {
     // Without UDP_GRO the receiving kernel cuts the GSO batch itself: the

@@ -86,7 +86,7 @@ use rustc_hash::FxHashMap as HashMap;
 use std::cmp::{Ordering, Reverse};
 use std::collections::{BinaryHeap, VecDeque};
 use std::fmt;
-use std::io;
+use std::io::{self, IoSlice};
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, UdpSocket};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering as Atomic};
@@ -314,6 +314,16 @@ pub trait Link: Send + Sync {
     /// batch into one reused buffer. The default cuts it into frames.
     fn send_segmented(&self, dst: &Gid, buf: &[u8], seg: usize) -> Result<(), LinkError> {
         self.send_segments(dst, buf.chunks(seg.max(1)).map(<[u8]>::to_vec).collect())
+    }
+
+    /// [`Link::send_segmented`] of the bytes of `iov` laid end to end: a
+    /// gather list, so that a sender hands headers and payload over from
+    /// where they are, without copying them together. `seg` 0, or at least
+    /// the total length, sends one frame. The default copies the pieces
+    /// into one buffer.
+    fn send_gather(&self, dst: &Gid, iov: &[IoSlice<'_>], seg: usize) -> Result<(), LinkError> {
+        let buf = gather(iov);
+        if seg == 0 || buf.len() <= seg { self.send(dst, buf) } else { self.send_segmented(dst, &buf, seg) }
     }
 
     /// Appends to `out` the frames of up to `max` datagrams that are
@@ -902,6 +912,15 @@ pub struct UdpLink {
     backlog: Mutex<VecDeque<Received>>,
 }
 
+/// The bytes of `iov` in one buffer.
+fn gather(iov: &[IoSlice<'_>]) -> Vec<u8> {
+    let mut buf = Vec::with_capacity(iov.iter().map(|s| s.len()).sum());
+    for s in iov {
+        buf.extend_from_slice(s);
+    }
+    buf
+}
+
 /// Segments of one UDP GSO send at most (the kernel's UDP_MAX_SEGMENTS).
 const UDP_GSO_MAX_SEGMENTS: usize = 64;
 
@@ -1039,42 +1058,56 @@ impl UdpLink {
     /// One sendmsg(2) of `iovs` cut by the kernel into datagrams of `seg`
     /// bytes (`n` of them). `None` when the kernel refuses GSO, which then
     /// stays off for this link: the caller sends datagram by datagram.
-    fn send_gso(
-        &self,
-        dst: &Gid,
-        iovs: &[std::io::IoSlice<'_>],
-        seg: usize,
-        n: usize,
-    ) -> Option<Result<(), LinkError>> {
-        use nix::sys::socket::{ControlMessage, MsgFlags, SockaddrIn, sendmsg};
-        use std::os::fd::AsRawFd;
+    fn send_gso(&self, dst: &Gid, iovs: &[IoSlice<'_>], seg: usize, n: usize) -> Option<Result<(), LinkError>> {
         let seg = u16::try_from(seg).ok()?;
         let Some(addr) = self.resolve(dst) else {
             self.counters.add(Stat::Dropped, n as u64);
             return Some(Err(LinkError::UnknownDestination));
         };
-        let cmsg = [ControlMessage::UdpGsoSegments(&seg)];
-        let n = n as u64;
-        for _ in 0..3 {
-            match sendmsg(self.socket.as_raw_fd(), iovs, &cmsg, MsgFlags::empty(), Some(&SockaddrIn::from(addr))) {
+        match self.sendmsg_counted(addr, iovs, Some(seg), n as u64) {
+            Ok(()) => Some(Ok(())),
+            Err(nix::errno::Errno::EINTR) => Some(Err(LinkError::Io("sendmsg: interrupted 4 times".into()))),
+            Err(e) => {
+                tracing::warn!("UDP GSO refused ({e}): sending datagram by datagram from now on");
+                self.gso.store(false, std::sync::atomic::Ordering::Relaxed);
+                None
+            }
+        }
+    }
+
+    /// sendmsg(2) of the gather list `iov` to `addr`, with a UDP_SEGMENT
+    /// control message of `gso` bytes if given, counting `n` datagrams
+    /// sent. A full socket send buffer drops them (counted) and is not an
+    /// error, as a congested network; a signal is retried 3 times.
+    fn sendmsg_counted(
+        &self,
+        addr: SocketAddrV4,
+        iov: &[IoSlice<'_>],
+        gso: Option<u16>,
+        n: u64,
+    ) -> Result<(), nix::errno::Errno> {
+        use nix::sys::socket::{ControlMessage, MsgFlags, SockaddrIn, sendmsg};
+        use std::os::fd::AsRawFd;
+        let seg = gso.unwrap_or(0);
+        let with_gso = [ControlMessage::UdpGsoSegments(&seg)];
+        let cmsgs: &[ControlMessage<'_>] = if gso.is_some() { &with_gso } else { &[] };
+        let to = SockaddrIn::from(addr);
+        let mut interrupts = 0;
+        loop {
+            match sendmsg(self.socket.as_raw_fd(), iov, cmsgs, MsgFlags::empty(), Some(&to)) {
                 Ok(_) => {
                     self.counters.add(Stat::Sent, n);
-                    return Some(Ok(()));
+                    return Ok(());
                 }
-                Err(nix::errno::Errno::EINTR) => {}
+                Err(nix::errno::Errno::EINTR) if interrupts < 3 => interrupts += 1,
                 Err(nix::errno::Errno::EAGAIN) => {
                     self.counters.add(Stat::Sent, n);
                     self.counters.add(Stat::Dropped, n);
-                    return Some(Ok(()));
+                    return Ok(());
                 }
-                Err(e) => {
-                    tracing::warn!("UDP GSO refused ({e}): sending datagram by datagram from now on");
-                    self.gso.store(false, std::sync::atomic::Ordering::Relaxed);
-                    return None;
-                }
+                Err(e) => return Err(e),
             }
         }
-        None
     }
 
     /// Where frames for `dst` go: the peer map, else `dst`'s IPv4 address
@@ -1100,33 +1133,7 @@ impl Link for UdpLink {
     /// Sends `frame` as one datagram. A full socket send buffer drops the
     /// frame (counted, `Ok`), as a congested network would.
     fn send(&self, dst: &Gid, frame: Vec<u8>) -> Result<(), LinkError> {
-        if frame.len() > MAX_FRAME_LEN {
-            return Err(LinkError::TooLarge);
-        }
-        let Some(addr) = self.resolve(dst) else {
-            self.counters.bump(Stat::Dropped);
-            return Err(LinkError::UnknownDestination);
-        };
-        let mut attempts = 0;
-        loop {
-            attempts += 1;
-            match self.socket.send_to(&frame, addr) {
-                Ok(_) => {
-                    self.counters.bump(Stat::Sent);
-                    return Ok(());
-                }
-                Err(e) if e.kind() == io::ErrorKind::Interrupted && attempts < 3 => {}
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    self.counters.bump(Stat::Sent);
-                    self.counters.bump(Stat::Dropped);
-                    return Ok(());
-                }
-                Err(e) if e.raw_os_error() == Some(nix::errno::Errno::EMSGSIZE as i32) => {
-                    return Err(LinkError::TooLarge);
-                }
-                Err(e) => return Err(io_err(e)),
-            }
-        }
+        self.send_gather(dst, &[IoSlice::new(&frame)], 0)
     }
 
     fn recv(&self, timeout: Duration) -> Result<Option<Received>, LinkError> {
@@ -1155,7 +1162,6 @@ impl Link for UdpLink {
     /// counted, as [`UdpLink::send`] does.
     fn send_many(&self, dst: &Gid, frames: Vec<Vec<u8>>) -> Result<(), LinkError> {
         use nix::sys::socket::{ControlMessage, MsgFlags, MultiHeaders, SockaddrIn, sendmmsg};
-        use std::io::IoSlice;
         use std::os::fd::AsRawFd;
         if frames.len() < 2 {
             return frames.into_iter().next().map_or(Ok(()), |f| self.send(dst, f));
@@ -1220,7 +1226,7 @@ impl Link for UdpLink {
         if !shaped || !self.gso_batch_fits(size, frames.len(), total) {
             return self.send_many(dst, frames);
         }
-        let iovs: Vec<std::io::IoSlice<'_>> = frames.iter().map(|f| std::io::IoSlice::new(f)).collect();
+        let iovs: Vec<IoSlice<'_>> = frames.iter().map(|f| IoSlice::new(f)).collect();
         match self.send_gso(dst, &iovs, size, frames.len()) {
             Some(r) => r,
             None => self.send_many(dst, frames),
@@ -1229,14 +1235,38 @@ impl Link for UdpLink {
 
     /// One sendmsg(2) of the whole buffer with a UDP_SEGMENT control message.
     fn send_segmented(&self, dst: &Gid, buf: &[u8], seg: usize) -> Result<(), LinkError> {
-        let n = buf.len().div_ceil(seg.max(1));
-        if n < 2 || !self.gso_batch_fits(seg, n, buf.len()) {
-            return self.send_many(dst, buf.chunks(seg.max(1)).map(<[u8]>::to_vec).collect());
+        if buf.len() <= seg {
+            return self.send(dst, buf.to_vec());
         }
-        match self.send_gso(dst, &[std::io::IoSlice::new(buf)], seg, n) {
-            Some(r) => r,
-            None => self.send_many(dst, buf.chunks(seg).map(<[u8]>::to_vec).collect()),
+        self.send_gather(dst, &[IoSlice::new(buf)], seg)
+    }
+
+    /// One sendmsg(2) of the gather list: one datagram, or with a
+    /// UDP_SEGMENT control message a GSO batch. A batch UDP GSO does not
+    /// take (or GSO off) is copied together and sent datagram by datagram.
+    fn send_gather(&self, dst: &Gid, iov: &[IoSlice<'_>], seg: usize) -> Result<(), LinkError> {
+        let total: usize = iov.iter().map(|s| s.len()).sum();
+        if seg == 0 || total <= seg {
+            if total > MAX_FRAME_LEN {
+                return Err(LinkError::TooLarge);
+            }
+            let Some(addr) = self.resolve(dst) else {
+                self.counters.bump(Stat::Dropped);
+                return Err(LinkError::UnknownDestination);
+            };
+            return match self.sendmsg_counted(addr, iov, None, 1) {
+                Ok(()) => Ok(()),
+                Err(nix::errno::Errno::EMSGSIZE) => Err(LinkError::TooLarge),
+                Err(e) => Err(LinkError::Io(format!("sendmsg: {e}"))),
+            };
         }
+        let n = total.div_ceil(seg);
+        if self.gso_batch_fits(seg, n, total)
+            && let Some(r) = self.send_gso(dst, iov, seg, n)
+        {
+            return r;
+        }
+        self.send_many(dst, gather(iov).chunks(seg).map(<[u8]>::to_vec).collect())
     }
 
     /// [`UdpLink::recv_each`], copying each frame out.

@@ -62,6 +62,7 @@
 
 use rustc_hash::FxHashMap as HashMap;
 use std::collections::VecDeque;
+use std::io::IoSlice;
 use std::net::Ipv4Addr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering as AtomicOrdering};
@@ -557,56 +558,87 @@ impl RcQp {
     /// recovers. On a link with segmentation offload, each run of packets of
     /// one length (the last may be shorter) leaves as one batch, every
     /// packet's ICRC computed for its IPv4 identification in the batch.
+    /// Payloads are not copied into frames: each packet is its headers and
+    /// trailer (pad, ICRC) from a reused buffer with its payload between,
+    /// handed to the link as a gather list ([`Link::send_gather`]).
     fn send_out(&self, st: &State, out: Out) {
         let dst = &self.cfg.dest_gid;
         let max = self.link.gso_max_segments();
-        let Some((src_ip, dst_ip, port)) = self.ipv4.filter(|_| max > 1 && out.len() > 1) else {
+        let Some(ipv4) = self.ipv4 else {
             if !out.is_empty() {
                 let _ = self.link.send_many(dst, out.iter().map(|p| self.encode(st, p, 0)).collect());
             }
             return;
         };
-        let mut singles = Vec::new();
         let mut i = 0;
         while i < out.len() {
-            let size = out[i].wire_len(st);
-            let (mut j, mut total) = (i + 1, size);
-            while j < out.len() && j - i < max {
-                let len = out[j].wire_len(st);
-                if len > size || total + len > MAX_FRAME_LEN {
-                    break;
+            let j = self.run_end(st, &out, i, max);
+            if j == i + 1 && out.get(j).is_some_and(|_| self.run_end(st, &out, j, max) == j + 1) {
+                // Packets of different lengths: one sendmmsg(2) of copies.
+                let mut k = j + 1;
+                while k < out.len() && self.run_end(st, &out, k, max) == k + 1 {
+                    k += 1;
                 }
-                total += len;
-                j += 1;
-                if len < size {
-                    break;
-                }
+                let _ = self.link.send_many(dst, out[i..k].iter().map(|p| self.encode(st, p, 0)).collect());
+                i = k;
+                continue;
             }
-            if j - i < 2 {
-                singles.push(self.encode(st, &out[i], 0));
+            let seg = if j - i > 1 { out[i].wire_len(st) } else { 0 };
+            if j - i == 1 {
+                self.send_run::<1>(st, &out[i..j], seg, ipv4);
             } else {
-                if !singles.is_empty() {
-                    let _ = self.link.send_many(dst, std::mem::take(&mut singles));
-                }
-                thread_local! {
-                    // The batch buffer, reused: a 64 KiB message is encoded
-                    // without an allocation per packet.
-                    static BATCH: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
-                }
-                BATCH.with(|b| {
-                    let mut buf = b.borrow_mut();
-                    buf.clear();
-                    for (p, id) in out[i..j].iter().zip(0u16..) {
-                        p.pkt.append_for_id_with_payload(p.payload(st), src_ip, dst_ip, port, id, &mut buf);
-                    }
-                    let _ = self.link.send_segmented(dst, &buf, size);
-                });
+                self.send_run::<UDP_GSO_RUN>(st, &out[i..j], seg, ipv4);
             }
             i = j;
         }
-        if !singles.is_empty() {
-            let _ = self.link.send_many(dst, singles);
+    }
+
+    /// Sends up to `N` packets as one gather send: one frame, or with
+    /// `seg` > 0 a batch of frames of `seg` bytes (the last may be shorter),
+    /// packet *i* with its ICRC for IPv4 identification *i*.
+    fn send_run<const N: usize>(&self, st: &State, pkts: &[OutPkt], seg: usize, ipv4: (Ipv4Addr, Ipv4Addr, u16)) {
+        thread_local! {
+            // Headers and trailers of a batch, reused.
+            static ARENA: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
         }
+        let (src, dst, port) = ipv4;
+        let pkts = &pkts[..pkts.len().min(N)];
+        ARENA.with(|a| {
+            let mut arena = a.borrow_mut();
+            arena.clear();
+            // Per packet: where its headers start, end (the trailer
+            // starts) and its trailer ends in the arena.
+            let mut spans = [(0, 0, 0); N];
+            for ((p, id), span) in pkts.iter().zip(0u16..).zip(spans.iter_mut()) {
+                let (head, trailer) = p.pkt.append_split_for_id(p.payload(st), src, dst, port, id, &mut arena);
+                *span = (head.start, trailer.start, trailer.end);
+            }
+            let mut iov = [[IoSlice::new(&[]); 3]; N];
+            for ((p, &(a, b, c)), piece) in pkts.iter().zip(&spans).zip(iov.iter_mut()) {
+                *piece = [IoSlice::new(&arena[a..b]), IoSlice::new(p.payload(st)), IoSlice::new(&arena[b..c])];
+            }
+            let _ = self.link.send_gather(&self.cfg.dest_gid, iov[..pkts.len()].as_flattened(), seg);
+        });
+    }
+
+    /// The end of the run of packets from `out[i]` that can leave as one
+    /// batch: all of one length but a shorter last, at most `max` of them
+    /// (and [`UDP_GSO_RUN`]) and [`MAX_FRAME_LEN`] bytes.
+    fn run_end(&self, st: &State, out: &[OutPkt], i: usize, max: usize) -> usize {
+        let size = out[i].wire_len(st);
+        let (mut j, mut total) = (i + 1, size);
+        while j < out.len() && j - i < max.min(UDP_GSO_RUN) {
+            let len = out[j].wire_len(st);
+            if len > size || total + len > MAX_FRAME_LEN {
+                break;
+            }
+            total += len;
+            j += 1;
+            if len < size {
+                break;
+            }
+        }
+        j
     }
 
     /// The due ACK as a packet, which is then no longer due.
@@ -1434,6 +1466,10 @@ impl std::fmt::Debug for RcPort {
         f.debug_struct("RcPort").field("qps", &self.qps.read().len()).finish_non_exhaustive()
     }
 }
+
+/// Packets of one gather send at most: a 64 KiB batch holds 16 full
+/// 4 KiB packets, or 64 of 1 KiB (the kernel's UDP_MAX_SEGMENTS).
+const UDP_GSO_RUN: usize = 64;
 
 /// Request packets whose ACKs are coalesced into one at most.
 const ACK_COALESCE_MAX: u32 = 8;

@@ -652,6 +652,13 @@ impl Packet {
         let n = self.bth.opcode.header_len() + payload.len();
         let pad = pad_for(n);
         out.reserve(n + usize::from(pad) + ICRC_LEN);
+        self.append_headers(pad, out);
+        out.extend_from_slice(payload);
+        out.resize(out.len() + usize::from(pad), 0);
+    }
+
+    /// Appends the BTH (with pad count `pad`) and the extension headers.
+    fn append_headers(&self, pad: u8, out: &mut Vec<u8>) {
         let mut bth = self.bth;
         bth.pad_count = pad;
         out.extend_from_slice(&bth.to_bytes());
@@ -664,8 +671,34 @@ impl Packet {
         if let Some(imm) = &self.immdt {
             out.extend_from_slice(&imm.to_bytes());
         }
-        out.extend_from_slice(payload);
-        out.resize(out.len() + usize::from(pad), 0);
+    }
+
+    /// [`Packet::append_for_id_with_payload`] without the payload: appends
+    /// the headers (BTH .. ImmDt) to `out`, then the pad and the ICRC, and
+    /// returns where each of the two pieces is in `out`. The datagram is the
+    /// headers, `payload`, then the trailer: a sender hands the three to a
+    /// gather send (sendmsg(2) with an iovec each) and never copies the
+    /// payload.
+    pub fn append_split_for_id(
+        &self,
+        payload: &[u8],
+        src: Ipv4Addr,
+        dst: Ipv4Addr,
+        src_port: u16,
+        ip_id: u16,
+        out: &mut Vec<u8>,
+    ) -> (std::ops::Range<usize>, std::ops::Range<usize>) {
+        let n = self.bth.opcode.header_len() + payload.len();
+        let pad = usize::from(pad_for(n));
+        let start = out.len();
+        self.append_headers(pad as u8, out);
+        let head_end = out.len();
+        let (ip, udp) = ipv4_udp_headers(src, dst, src_port, n + pad + ICRC_LEN, ip_id);
+        let net = masked_ipv4_udp(&ip, &udp);
+        let crc = icrc_over_parts(&net, &out[start..head_end], &[payload, &[0; 3][..pad]]);
+        out.resize(head_end + pad, 0);
+        out.extend_from_slice(&crc.to_le_bytes());
+        (start..head_end, head_end..out.len())
     }
 
     /// [`Packet::encode_for_id_with_payload`], appended to `out` (which may
@@ -996,19 +1029,41 @@ impl PacketBuilder {
 /// network headers `net`, and the IB packet with BTH resv8a (byte 4) masked.
 /// crc32fast's `finalize` already returns the one's complement.
 fn icrc_over(net: &[u8], ib: &[u8]) -> u32 {
+    icrc_over_parts(net, ib, &[])
+}
+
+/// [`icrc_over`] of an IB packet given in pieces: `head` (starting with
+/// the BTH) followed by each of `rest`.
+fn icrc_over_parts(net: &[u8], head: &[u8], rest: &[&[u8]]) -> u32 {
     let mut hasher = crc32fast::Hasher::new();
     hasher.update(&ICRC_LRH_ONES);
     hasher.update(net);
-    let (head, tail) = ib.split_at(ib.len().min(BTH_LEN));
+    let (bth_bytes, tail) = head.split_at(head.len().min(BTH_LEN));
     let mut bth = [0u8; BTH_LEN];
-    let bth = &mut bth[..head.len()];
-    bth.copy_from_slice(head);
+    let bth = &mut bth[..bth_bytes.len()];
+    bth.copy_from_slice(bth_bytes);
     if let Some(resv8a) = bth.get_mut(BTH_RESV8A) {
         *resv8a = 0xFF;
     }
     hasher.update(bth);
     hasher.update(tail);
+    for part in rest {
+        hasher.update(part);
+    }
     hasher.finalize()
+}
+
+/// The IPv4 and UDP headers as the ICRC sees them: TOS, TTL and both
+/// checksums set to ones.
+fn masked_ipv4_udp(ip_header: &[u8; IPV4_HDR_LEN], udp_header: &[u8; UDP_HDR_LEN]) -> [u8; IPV4_HDR_LEN + UDP_HDR_LEN] {
+    let mut net = [0u8; IPV4_HDR_LEN + UDP_HDR_LEN];
+    net[..IPV4_HDR_LEN].copy_from_slice(ip_header);
+    net[IPV4_HDR_LEN..].copy_from_slice(udp_header);
+    net[IPV4_TOS] = 0xFF;
+    net[IPV4_TTL] = 0xFF;
+    net[IPV4_CHECKSUM..IPV4_CHECKSUM + 2].fill(0xFF);
+    net[IPV4_HDR_LEN + UDP_CHECKSUM..].fill(0xFF);
+    net
 }
 
 /// RoCE v2 ICRC over IPv4 (IBA annex A17). The CRC-32 covers the stand-in
@@ -1018,14 +1073,7 @@ fn icrc_over(net: &[u8], ib: &[u8]) -> u32 {
 /// runs from the BTH to the end of the pad. Store the result with
 /// `to_le_bytes`.
 pub fn icrc_ipv4(ip_header: &[u8; 20], udp_header: &[u8; 8], ib_packet_without_icrc: &[u8]) -> u32 {
-    let mut net = [0u8; IPV4_HDR_LEN + UDP_HDR_LEN];
-    net[..IPV4_HDR_LEN].copy_from_slice(ip_header);
-    net[IPV4_HDR_LEN..].copy_from_slice(udp_header);
-    net[IPV4_TOS] = 0xFF;
-    net[IPV4_TTL] = 0xFF;
-    net[IPV4_CHECKSUM..IPV4_CHECKSUM + 2].fill(0xFF);
-    net[IPV4_HDR_LEN + UDP_CHECKSUM..].fill(0xFF);
-    icrc_over(&net, ib_packet_without_icrc)
+    icrc_over(&masked_ipv4_udp(ip_header, udp_header), ib_packet_without_icrc)
 }
 
 /// RoCE v2 ICRC over IPv6. This is [`icrc_ipv4`] with IPv6 masking: the
@@ -1492,7 +1540,7 @@ mod tests {
         }
     }
 
-    fn sample(op: Opcode, payload_len: usize) -> Packet {
+    pub(super) fn sample(op: Opcode, payload_len: usize) -> Packet {
         let mut b = Packet::builder(op, 0x00AB_CDEF, 0x00FF_FFF0 + payload_len as u32)
             .ack_req(payload_len.is_multiple_of(2))
             .solicited(payload_len.is_multiple_of(3));
@@ -1793,6 +1841,7 @@ mod tests {
 
 #[cfg(test)]
 mod ip_id_tests {
+    use super::tests::sample;
     use super::*;
 
     fn write_middle() -> Packet {
@@ -1815,6 +1864,30 @@ mod ip_id_tests {
         assert_eq!(icrc_ip_id_delta(len, 0), 0);
         // Identification 0 is what encode_for writes.
         assert_eq!(p.encode_for_id(a, b, 50_000, 0), p.encode_for(a, b, 50_000));
+    }
+
+    #[test]
+    fn split_encoding_is_the_whole_datagram_in_three_pieces() {
+        let (a, b) = (Ipv4Addr::new(10, 1, 2, 3), Ipv4Addr::new(10, 1, 2, 4));
+        for op in Opcode::ALL {
+            for len in [0, 1, 2, 3, 4, 5, 63, MAX_PAYLOAD] {
+                let pkt = sample(op, len);
+                let payload = pkt.payload().to_vec();
+                let headers = Packet { payload: Vec::new(), ..pkt.clone() };
+                for id in [0u16, 7] {
+                    // Appended after other bytes, as a sender's batch does.
+                    let mut out = vec![0xAA; 5];
+                    let (head, trailer) = headers.append_split_for_id(&payload, a, b, 50_000, id, &mut out);
+                    assert_eq!(head.start, 5);
+                    assert_eq!((head.end, trailer.end), (trailer.start, out.len()));
+                    assert_eq!(head.len(), op.header_len(), "{op:?}");
+                    assert_eq!(trailer.len(), usize::from(pad_for(op.header_len() + payload.len())) + ICRC_LEN);
+                    let whole = [&out[head], &payload[..], &out[trailer]].concat();
+                    assert_eq!(whole, pkt.encode_for_id(a, b, 50_000, id), "{op:?} {len} {id}");
+                    assert_eq!(Packet::decode_from_id(a, b, 50_000, id, &whole), Ok(pkt.clone()));
+                }
+            }
+        }
     }
 
     #[test]

@@ -66,10 +66,48 @@ pub struct Outcome {
     pub mbit_per_sec: f64,
     /// Microseconds per round trip.
     pub usec_per_iter: f64,
+    /// The distribution of single round trips (the mean hides whether
+    /// every round trip is slower or a few are very slow).
+    pub rtt_usec: Percentiles,
+}
+
+/// Percentiles of round-trip times, in microseconds.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct Percentiles {
+    /// The fastest.
+    pub min: f64,
+    /// 10th percentile.
+    pub p10: f64,
+    /// Median.
+    pub p50: f64,
+    /// 90th percentile.
+    pub p90: f64,
+    /// 99th percentile.
+    pub p99: f64,
+    /// The slowest.
+    pub max: f64,
+}
+
+impl Percentiles {
+    /// Of `samples` (nanoseconds, in any order); all zero when empty.
+    pub fn of(samples: &mut [u64]) -> Percentiles {
+        samples.sort_unstable();
+        let Some(&last) = samples.last() else { return Percentiles::default() };
+        // Nearest rank: the smallest sample with at least p% at or below it.
+        let at = |p: usize| samples[(samples.len() * p).div_ceil(100).saturating_sub(1)] as f64 / 1e3;
+        Percentiles {
+            min: samples[0] as f64 / 1e3,
+            p10: at(10),
+            p50: at(50),
+            p90: at(90),
+            p99: at(99),
+            max: last as f64 / 1e3,
+        }
+    }
 }
 
 impl Outcome {
-    fn new(size: u32, iters: u32, elapsed: Duration) -> Outcome {
+    fn new(size: u32, iters: u32, elapsed: Duration, rtts: &mut [u64]) -> Outcome {
         let usec = elapsed.as_secs_f64() * 1e6;
         let bytes = u64::from(size) * u64::from(iters) * 2;
         Outcome {
@@ -78,6 +116,7 @@ impl Outcome {
             seconds: usec / 1e6,
             mbit_per_sec: bytes as f64 * 8.0 / usec,
             usec_per_iter: usec / f64::from(iters.max(1)),
+            rtt_usec: Percentiles::of(rtts),
         }
     }
 
@@ -320,9 +359,11 @@ impl Side {
 
     /// The exchange: the client sends first; each side answers what it receives.
     pub fn run(&self, remote: &Dest, o: &Options, client: bool) -> Result<Outcome, String> {
+        let mut rtts = Vec::with_capacity(o.iters as usize);
         let start = Instant::now();
         let mut sends = 0;
         let mut wcs = Vec::with_capacity(8);
+        let mut last = start;
         for i in 0..u64::from(o.iters) {
             if client {
                 self.send(remote, 2 * i)?;
@@ -331,6 +372,10 @@ impl Side {
                 self.receive(2 * i, o.timeout, &mut sends, &mut wcs)?;
                 self.send(remote, 2 * i + 1)?;
             }
+            // Send to send (client) or receive to receive (server): one round trip.
+            let now = Instant::now();
+            rtts.push(now.duration_since(last).as_nanos() as u64);
+            last = now;
         }
         let elapsed = start.elapsed();
         // Every send completes (the last one's ACK may still be on its way).
@@ -346,7 +391,7 @@ impl Side {
                 return Err(format!("{} of {} sends never completed", u64::from(o.iters) - sends, o.iters));
             }
         }
-        Ok(Outcome::new(o.size, o.iters, elapsed))
+        Ok(Outcome::new(o.size, o.iters, elapsed, &mut rtts))
     }
 }
 
@@ -493,8 +538,20 @@ mod tests {
     }
 
     #[test]
+    fn percentiles_are_nearest_rank() {
+        let mut xs: Vec<u64> = (1..=1000).rev().map(|i| i * 1000).collect();
+        let p = Percentiles::of(&mut xs);
+        assert_eq!(p, Percentiles { min: 1.0, p10: 100.0, p50: 500.0, p90: 900.0, p99: 990.0, max: 1000.0 });
+        assert_eq!(
+            Percentiles::of(&mut [7000]),
+            Percentiles { min: 7.0, p10: 7.0, p50: 7.0, p90: 7.0, p99: 7.0, max: 7.0 }
+        );
+        assert_eq!(Percentiles::of(&mut []), Percentiles::default());
+    }
+
+    #[test]
     fn outcome_lines_use_rc_pingpong_arithmetic() {
-        let o = Outcome::new(4096, 1000, Duration::from_millis(90));
+        let o = Outcome::new(4096, 1000, Duration::from_millis(90), &mut []);
         assert_eq!(
             o.lines(),
             "8192000 bytes in 0.09 seconds = 728.18 Mbit/sec\n1000 iters in 0.09 seconds = 90.00 usec/iter\n"

@@ -944,6 +944,98 @@ fn set_mtu_discover(socket: &UdpSocket, mode: nix::libc::c_int) -> io::Result<()
 /// Datagrams a [`UdpLink`] takes in one recvmmsg(2).
 const UDP_RECV_BATCH: usize = 16;
 
+/// Room for the control messages of one datagram: a UDP_GRO segment size
+/// (an int), with headroom.
+const UDP_CMSG_WORDS: usize = 8;
+
+/// The headers of one recvmmsg(2) into up to [`UDP_RECV_BATCH`] buffers,
+/// built on the stack for each call: nothing is allocated, and every
+/// header's control length starts full (the kernel shrinks it to what it
+/// wrote, so headers cannot be reused as they are).
+struct RecvBatch<'a> {
+    bufs: &'a mut [Vec<u8>],
+    hdrs: [nix::libc::mmsghdr; UDP_RECV_BATCH],
+    iovs: [nix::libc::iovec; UDP_RECV_BATCH],
+    names: [nix::libc::sockaddr_in; UDP_RECV_BATCH],
+    cmsgs: [[u64; UDP_CMSG_WORDS]; UDP_RECV_BATCH],
+}
+
+impl<'a> RecvBatch<'a> {
+    fn new(bufs: &'a mut [Vec<u8>]) -> Self {
+        // SAFETY: mmsghdr, iovec and sockaddr_in are plain C structs of
+        // integers and raw pointers, for which all-zero bytes are valid
+        // values (null pointers, zero lengths).
+        let (hdrs, iovs, names) = unsafe { (std::mem::zeroed(), std::mem::zeroed(), std::mem::zeroed()) };
+        RecvBatch { bufs, hdrs, iovs, names, cmsgs: [[0; UDP_CMSG_WORDS]; UDP_RECV_BATCH] }
+    }
+
+    /// Receives without waiting; the number of datagrams taken.
+    fn recv(&mut self, socket: &UdpSocket) -> Result<usize, nix::errno::Errno> {
+        use std::os::fd::AsRawFd;
+        let k = self.bufs.len().min(UDP_RECV_BATCH);
+        for i in 0..k {
+            self.iovs[i] = nix::libc::iovec { iov_base: self.bufs[i].as_mut_ptr().cast(), iov_len: self.bufs[i].len() };
+            let h = &mut self.hdrs[i].msg_hdr;
+            h.msg_name = (&raw mut self.names[i]).cast();
+            h.msg_namelen = std::mem::size_of::<nix::libc::sockaddr_in>() as nix::libc::socklen_t;
+            h.msg_iov = &raw mut self.iovs[i];
+            h.msg_iovlen = 1;
+            h.msg_control = self.cmsgs[i].as_mut_ptr().cast();
+            h.msg_controllen = std::mem::size_of_val(&self.cmsgs[i]) as _;
+            h.msg_flags = 0;
+            self.hdrs[i].msg_len = 0;
+        }
+        // SAFETY: the first k headers point at live, writable storage of
+        // the lengths they give: self.names[i], self.iovs[i] (which points
+        // into self.bufs[i], borrowed mutably for 'a), self.cmsgs[i]. All of
+        // it outlives the call, which writes only there and returns.
+        let r = unsafe {
+            nix::libc::recvmmsg(
+                socket.as_raw_fd(),
+                self.hdrs.as_mut_ptr(),
+                k as nix::libc::c_uint,
+                nix::libc::MSG_DONTWAIT,
+                std::ptr::null_mut(),
+            )
+        };
+        if r < 0 { Err(nix::errno::Errno::last()) } else { Ok((r as usize).min(k)) }
+    }
+
+    /// Datagram `i` of those received: its source, its bytes and, for a
+    /// GRO batch, the segment size.
+    fn datagram(&self, i: usize) -> (SocketAddrV4, &[u8], Option<usize>) {
+        let h = &self.hdrs[i];
+        let name = &self.names[i];
+        let src = SocketAddrV4::new(Ipv4Addr::from(u32::from_be(name.sin_addr.s_addr)), u16::from_be(name.sin_port));
+        let len = (h.msg_len as usize).min(self.bufs[i].len());
+        // size_t with glibc, socklen_t with musl.
+        #[allow(clippy::unnecessary_cast)]
+        let ctl_len = (h.msg_hdr.msg_controllen as usize).min(UDP_CMSG_WORDS * 8);
+        let ctl = &zerocopy::IntoBytes::as_bytes(&self.cmsgs[i])[..ctl_len];
+        (src, &self.bufs[i][..len], gro_segment(ctl))
+    }
+}
+
+/// The UDP_GRO segment size among the control messages `ctl` (struct
+/// cmsghdr: length, level, type, then the data at the aligned header size).
+fn gro_segment(mut ctl: &[u8]) -> Option<usize> {
+    const HDR: usize = std::mem::size_of::<nix::libc::cmsghdr>();
+    const LEN: usize = std::mem::size_of::<usize>();
+    while ctl.len() >= HDR {
+        let len = usize::from_ne_bytes(ctl[..LEN].try_into().ok()?);
+        let level = i32::from_ne_bytes(ctl[LEN..LEN + 4].try_into().ok()?);
+        let kind = i32::from_ne_bytes(ctl[LEN + 4..LEN + 8].try_into().ok()?);
+        if len < HDR || len > ctl.len() {
+            return None;
+        }
+        if level == nix::libc::SOL_UDP && kind == nix::libc::UDP_GRO && len >= HDR + 4 {
+            return usize::try_from(i32::from_ne_bytes(ctl[HDR..HDR + 4].try_into().ok()?)).ok();
+        }
+        ctl = ctl.get(len.next_multiple_of(LEN)..)?;
+    }
+    None
+}
+
 impl fmt::Debug for UdpLink {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("UdpLink")
@@ -1279,17 +1371,6 @@ impl Link for UdpLink {
     /// One recvmmsg(2) of up to 16 datagrams, without waiting; each frame
     /// is lent from the receive buffers.
     fn recv_each(&self, max: usize, f: &mut dyn FnMut(Frame<'_>)) -> Result<usize, LinkError> {
-        use nix::sys::socket::{ControlMessageOwned, MsgFlags, MultiHeaders, SockaddrIn, recvmmsg};
-        use std::io::IoSliceMut;
-        use std::os::fd::AsRawFd;
-        thread_local! {
-            // recvmmsg's headers, kept per thread while they only saw empty
-            // polls: they hold raw pointers, so they cannot live in the
-            // shared link, and allocating them for every poll of an idle link
-            // costs more than the poll.
-            static HDRS: std::cell::RefCell<Option<MultiHeaders<SockaddrIn>>> =
-                const { std::cell::RefCell::new(None) };
-        }
         let mut bufs = self.rx.lock();
         let k = max.min(bufs.len()).min(UDP_RECV_BATCH);
         if k == 0 {
@@ -1303,35 +1384,17 @@ impl Link for UdpLink {
             }
             backlog.len()
         };
-        let mut hdrs = HDRS
-            .with(|h| h.borrow_mut().take())
-            .unwrap_or_else(|| MultiHeaders::<SockaddrIn>::preallocate(UDP_RECV_BATCH, Some(nix::cmsg_space!(i32))));
-        let mut result = Ok(held);
         // A pending ICMP error of an earlier send, or a signal, fails a call
         // without taking anything: try again (a few times).
         for _ in 0..4 {
-            let mut it = bufs.iter_mut();
-            let mut iovs: [[IoSliceMut<'_>; 1]; UDP_RECV_BATCH] =
-                std::array::from_fn(|_| [IoSliceMut::new(it.next().map_or(&mut [][..], |b| &mut b[..]))]);
-            match recvmmsg(self.socket.as_raw_fd(), &mut hdrs, &mut iovs[..k], MsgFlags::MSG_DONTWAIT, None) {
-                Ok(msgs) => {
+            let mut batch = RecvBatch::new(&mut bufs[..k]);
+            match batch.recv(&self.socket) {
+                Ok(got) => {
                     let mut n = 0;
-                    for m in msgs {
-                        // An IPv4 socket has only IPv4 peers.
-                        let Some(src) = m.address else { continue };
-                        let data = m.iovs().next().unwrap_or_default();
+                    for (src, data, seg) in (0..got).map(|i| batch.datagram(i)) {
                         // A GRO batch: cut it where the sender's GSO did.
-                        let seg = m
-                            .cmsgs()
-                            .into_iter()
-                            .flatten()
-                            .find_map(|c| match c {
-                                ControlMessageOwned::UdpGroSegments(n) => usize::try_from(n).ok(),
-                                _ => None,
-                            })
-                            .filter(|&n| n > 0 && n < data.len())
-                            .unwrap_or(data.len().max(1));
-                        let (gid, port) = (gid_from_ipv4(src.ip()), src.port());
+                        let seg = seg.filter(|&n| n > 0 && n < data.len()).unwrap_or(data.len().max(1));
+                        let (gid, port) = (gid_from_ipv4(*src.ip()), src.port());
                         if data.is_empty() {
                             f(Frame { src: gid, src_port: port, ip_id: 0, bytes: &[] });
                             n += 1;
@@ -1343,29 +1406,18 @@ impl Link for UdpLink {
                         }
                     }
                     self.counters.add(Stat::Received, n as u64);
-                    result = Ok(held + n);
-                    break;
+                    return Ok(held + n);
                 }
-                Err(nix::errno::Errno::EAGAIN) => {
-                    result = Ok(held);
-                    break;
-                }
+                Err(nix::errno::Errno::EAGAIN) => return Ok(held),
                 Err(nix::errno::Errno::EINTR | nix::errno::Errno::ECONNREFUSED | nix::errno::Errno::ECONNRESET) => {}
                 // Frames already taken are returned; the error comes again.
-                Err(e) if held == 0 => {
-                    result = Err(LinkError::Io(format!("recvmmsg: {e}")));
-                    break;
-                }
-                Err(_) => break,
+                Err(e) if held == 0 => return Err(LinkError::Io(format!("recvmmsg: {e}"))),
+                Err(_) => return Ok(held),
             }
         }
-        // The kernel shrinks each header's control length to what it wrote,
-        // and nix does not restore it: headers that received are not reused.
-        if matches!(result, Ok(n) if n == held) {
-            HDRS.with(|h| *h.borrow_mut() = Some(hdrs));
-        }
-        result
+        Ok(held)
     }
+
     /// poll(2) on the socket (millisecond granularity, rounded up).
     fn wait_readable(&self, timeout: Duration) -> Result<bool, LinkError> {
         use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
@@ -1406,6 +1458,37 @@ mod tests {
         let mut compat = [0u8; 16];
         compat[12..].copy_from_slice(&ip.octets());
         assert_eq!(gid_to_ipv4(&compat), None);
+    }
+
+    #[test]
+    fn gro_segment_is_found_among_control_messages() {
+        fn cmsg(level: i32, kind: i32, data: i32) -> Vec<u8> {
+            let mut c = 20usize.to_ne_bytes().to_vec();
+            c.extend_from_slice(&level.to_ne_bytes());
+            c.extend_from_slice(&kind.to_ne_bytes());
+            c.extend_from_slice(&data.to_ne_bytes());
+            c.resize(24, 0);
+            c
+        }
+        let gro = cmsg(nix::libc::SOL_UDP, nix::libc::UDP_GRO, 1400);
+        assert_eq!(gro_segment(&gro), Some(1400));
+        assert_eq!(gro_segment(&gro[..20]), Some(1400), "the last message needs no padding");
+        let other = cmsg(nix::libc::SOL_SOCKET, 1, 7);
+        assert_eq!(gro_segment(&[other.clone(), gro.clone()].concat()), Some(1400));
+        assert_eq!(gro_segment(&other), None);
+        assert_eq!(gro_segment(&[]), None);
+        // Garbage never panics: lengths too short, too long, or cut off.
+        let mut bad = gro.clone();
+        bad[..8].copy_from_slice(&3usize.to_ne_bytes());
+        assert_eq!(gro_segment(&bad), None);
+        bad[..8].copy_from_slice(&usize::MAX.to_ne_bytes());
+        assert_eq!(gro_segment(&bad), None);
+        for n in 0..gro.len() {
+            let _ = gro_segment(&gro[..n]);
+        }
+        assert_eq!(gro_segment(&gro[..19]), None);
+        // A negative size is no size.
+        assert_eq!(gro_segment(&cmsg(nix::libc::SOL_UDP, nix::libc::UDP_GRO, -1)), None);
     }
 
     #[test]

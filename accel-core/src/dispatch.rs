@@ -59,9 +59,45 @@ struct Input {
     len: usize,
 }
 
+/// Array buffers a thread keeps for its next calls: a busy-polling caller
+/// makes two or three ioctls per message, each of which would otherwise
+/// allocate and free its arrays.
+struct Pool<T> {
+    free: Vec<Vec<T>>,
+}
+
+/// Buffers of up to this many bytes go back to the pool; larger ones are freed.
+const POOL_MAX_BYTES: usize = 4096;
+/// Buffers a pool keeps.
+const POOL_DEPTH: usize = 8;
+
+impl<T> Pool<T> {
+    const fn new() -> Self {
+        Pool { free: Vec::new() }
+    }
+
+    fn take(&mut self) -> Vec<T> {
+        self.free.pop().unwrap_or_default()
+    }
+
+    fn give(&mut self, mut v: Vec<T>) {
+        if v.capacity() * size_of::<T>() <= POOL_MAX_BYTES && self.free.len() < POOL_DEPTH {
+            v.clear();
+            self.free.push(v);
+        }
+    }
+}
+
+thread_local! {
+    static WORDS: std::cell::RefCell<Pool<u64>> = const { std::cell::RefCell::new(Pool::new()) };
+    static BYTES: std::cell::RefCell<Pool<u8>> = const { std::cell::RefCell::new(Pool::new()) };
+}
+
 impl Input {
     fn zeroed(len: usize) -> Input {
-        Input { words: vec![0; len.div_ceil(8)], len }
+        let mut words = WORDS.with(|p| p.borrow_mut().take());
+        words.resize(len.div_ceil(8), 0);
+        Input { words, len }
     }
 
     fn bytes(&self) -> &[u8] {
@@ -73,13 +109,31 @@ impl Input {
     }
 }
 
+impl Drop for Input {
+    fn drop(&mut self) {
+        let words = std::mem::take(&mut self.words);
+        // During thread teardown the pool may be gone: then just free.
+        let _ = WORDS.try_with(|p| p.borrow_mut().give(words));
+    }
+}
+
+/// An output array staged until the handler succeeded, in pooled storage.
+struct Output(Vec<u8>);
+
+impl Drop for Output {
+    fn drop(&mut self) {
+        let bytes = std::mem::take(&mut self.0);
+        let _ = BYTES.try_with(|p| p.borrow_mut().give(bytes));
+    }
+}
+
 /// A validated call, as handlers see it.
 pub struct Call<'a> {
     desc: &'static IoctlDesc,
     /// The argument struct: `buf[..desc.arg.size]`.
     buf: [u8; MAX_ARG],
     inputs: [Option<Input>; MAX_PTRS],
-    outputs: [Option<Vec<u8>>; MAX_PTRS],
+    outputs: [Option<Output>; MAX_PTRS],
     counts: [u32; MAX_PTRS],
     device: &'a Device,
     /// Copy the struct back even when the handler fails (POST_SEND and
@@ -199,7 +253,7 @@ fn dispatch_inner(file: &File, cmd: u32, arg: &mut [u8], user: &dyn UserMemory) 
     }
     // Results: arrays first (checked writable above), then the struct.
     for (i, p) in desc.ptrs.iter().enumerate() {
-        if let Some(out) = &call.outputs[i] {
+        if let Some(Output(out)) = &call.outputs[i] {
             let (ptr, _) =
                 p.read(&call.buf[..core_size]).ok_or_else(|| Error::invalid("pointer field outside the struct"))?;
             user.copy_out(ptr, out).map_err(|_| Error::Fault { addr: ptr, len: out.len() as u64 })?;
@@ -258,12 +312,27 @@ impl Call<'_> {
         }
     }
 
+    /// Like [`Call::output`], with the array's bytes appended by `fill`
+    /// to a buffer from the thread's pool (no allocation per call).
+    pub fn output_with(&mut self, i: usize, fill: impl FnOnce(&mut Vec<u8>) -> Result<()>) -> Result<()> {
+        let max = self.counts.get(i).copied().unwrap_or(0) as usize * self.desc.ptrs.get(i).map_or(0, |p| p.elem.size);
+        let mut out = Output(BYTES.with(|p| p.borrow_mut().take()));
+        let r = fill(&mut out.0);
+        out.0.truncate(max);
+        if let Some(slot) = self.outputs.get_mut(i) {
+            *slot = Some(out);
+        }
+        r
+    }
+
     /// Set output array `i`, truncated to its count.
     pub fn output<E: IntoBytes + Immutable>(&mut self, i: usize, data: &[E]) {
         let max = self.counts.get(i).copied().unwrap_or(0) as usize * self.desc.ptrs.get(i).map_or(0, |p| p.elem.size);
         let b = data.as_bytes();
         if let Some(slot) = self.outputs.get_mut(i) {
-            *slot = Some(b[..b.len().min(max)].to_vec());
+            let mut out = BYTES.with(|p| p.borrow_mut().take());
+            out.extend_from_slice(&b[..b.len().min(max)]);
+            *slot = Some(Output(out));
         }
     }
 }

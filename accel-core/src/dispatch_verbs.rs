@@ -55,9 +55,13 @@ pub(crate) fn handle(file: &File, call: &mut Call<'_>) -> Result<()> {
         }
         0x56 => {
             let mut a: sys::accel_cq_poll = call.arg()?;
-            let wcs = file.cq(a.handle)?.poll(a.num_entries as usize)?;
-            a.count = wcs.len() as u32;
-            call.output(0, &wcs);
+            let cq = file.cq(a.handle)?;
+            let mut n = 0;
+            call.output_with(0, |out| {
+                n = cq.poll_each(a.num_entries as usize, |wc| out.extend_from_slice(wc.as_bytes()))?;
+                Ok(())
+            })?;
+            a.count = n as u32;
             call.set_arg(&a);
             Ok(())
         }

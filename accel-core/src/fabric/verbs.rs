@@ -455,6 +455,14 @@ impl Cq {
     /// the caller's thread ([`RcPort::progress`]): a busy-polling caller
     /// gets its completions without waiting for a port thread to wake.
     pub fn poll(&self, n: usize) -> Result<Vec<sys::accel_wc>> {
+        let mut out = Vec::new();
+        self.poll_each(n, |wc| out.push(*wc))?;
+        Ok(out)
+    }
+
+    /// [`Cq::poll`] handing each completion to `f` instead of collecting
+    /// them; returns how many it took.
+    pub fn poll_each(&self, n: usize, mut f: impl FnMut(&sys::accel_wc)) -> Result<usize> {
         if n > 0 && self.st.lock().wcs.is_empty() {
             // A snapshot, so no lock is held while receiving.
             let ports = Arc::clone(&self.ports.lock());
@@ -467,7 +475,8 @@ impl Cq {
             return Err(Error::Device("CQ overrun: completions were lost".into()));
         }
         let n = n.min(st.wcs.len());
-        Ok(st.wcs.drain(..n).collect())
+        st.wcs.drain(..n).for_each(|wc| f(&wc));
+        Ok(n)
     }
 }
 

@@ -95,7 +95,7 @@ thread_local! {
 
 impl Input {
     fn zeroed(len: usize) -> Input {
-        let mut words = WORDS.with(|p| p.borrow_mut().take());
+        let mut words = WORDS.try_with(|p| p.borrow_mut().take()).unwrap_or_default();
         words.resize(len.div_ceil(8), 0);
         Input { words, len }
     }
@@ -155,6 +155,12 @@ fn check_struct(desc: &StructDesc, bytes: &[u8], what: impl Fn() -> String) -> R
         }
     }
     Ok(())
+}
+
+/// Output arrays the header defines as optional: a 0 pointer means "not
+/// wanted" (every other output array with a count needs a pointer).
+fn optional_output(desc: &IoctlDesc, p: &PtrField) -> bool {
+    (desc.name, p.name) == ("ACCEL_IOCTL_SYNCOBJ_QUERY", "status_ptr")
 }
 
 /// The documented maximum element count of a nested array.
@@ -218,6 +224,11 @@ fn dispatch_inner(file: &File, cmd: u32, arg: &mut [u8], user: &dyn UserMemory) 
         let (ptr, count) =
             p.read(&buf[..core_size]).ok_or_else(|| Error::invalid("pointer field outside the struct"))?;
         counts[i] = count;
+        if count > 0 && ptr == 0 && p.access == Access::Out && !optional_output(desc, p) {
+            // The handler's results could not be copied out, after it ran
+            // (completions reaped from a CQ would be lost).
+            return Err(Error::Fault { addr: 0, len: u64::from(count) * p.elem.size as u64 });
+        }
         if count == 0 || ptr == 0 {
             continue;
         }
@@ -316,7 +327,7 @@ impl Call<'_> {
     /// to a buffer from the thread's pool (no allocation per call).
     pub fn output_with(&mut self, i: usize, fill: impl FnOnce(&mut Vec<u8>) -> Result<()>) -> Result<()> {
         let max = self.counts.get(i).copied().unwrap_or(0) as usize * self.desc.ptrs.get(i).map_or(0, |p| p.elem.size);
-        let mut out = Output(BYTES.with(|p| p.borrow_mut().take()));
+        let mut out = Output(BYTES.try_with(|p| p.borrow_mut().take()).unwrap_or_default());
         let r = fill(&mut out.0);
         out.0.truncate(max);
         if let Some(slot) = self.outputs.get_mut(i) {
@@ -330,7 +341,7 @@ impl Call<'_> {
         let max = self.counts.get(i).copied().unwrap_or(0) as usize * self.desc.ptrs.get(i).map_or(0, |p| p.elem.size);
         let b = data.as_bytes();
         if let Some(slot) = self.outputs.get_mut(i) {
-            let mut out = BYTES.with(|p| p.borrow_mut().take());
+            let mut out = BYTES.try_with(|p| p.borrow_mut().take()).unwrap_or_default();
             out.extend_from_slice(&b[..b.len().min(max)]);
             *slot = Some(Output(out));
         }

@@ -643,3 +643,24 @@ fn hundred_thousand_messages_under_faults_arrive_once_in_order() {
     );
     eprintln!("100k messages under faults: {:?}, {stats:?}", start.elapsed());
 }
+
+#[test]
+fn cq_poll_without_an_array_faults_before_reaping() {
+    // A CQ_POLL whose wc_ptr is 0 with num_entries > 0 fails with EFAULT
+    // before the CQ is touched: the completion is still there afterwards.
+    let net = net(PortNetwork::Process);
+    let (a, b) = pair_with(&net, 1 << 16, &mtu_opts(sys::ACCEL_MTU_1024), [ALL, ALL], (1, 2));
+    b.post_recv(7, 0, 64);
+    a.map.write(0, b"kept").unwrap();
+    a.qp.post_send(&[send_wr(1, sys::ACCEL_WR_SEND, 1, 0, 0, 0)], &[a.sge(0, 4)]).unwrap();
+    assert_eq!(a.wait(1)[0].status, sys::ACCEL_WC_SUCCESS);
+    let mut p = sys::accel_cq_poll { handle: b.cq.handle(), num_entries: 4, wc_ptr: 0, ..Default::default() };
+    let e = b.dev.ioctl("CQ_POLL", sys::ACCEL_IOCTL_CQ_POLL, &mut p).unwrap_err();
+    assert_eq!(e.errno, Errno::EFAULT);
+    let wcs = b.wait(1);
+    assert_eq!((wcs[0].wr_id, wcs[0].byte_len), (7, 4));
+    // A count of 0 with no array is a valid empty poll.
+    let mut p = sys::accel_cq_poll { handle: b.cq.handle(), num_entries: 0, wc_ptr: 0, ..Default::default() };
+    b.dev.ioctl("CQ_POLL", sys::ACCEL_IOCTL_CQ_POLL, &mut p).unwrap();
+    assert_eq!(p.count, 0);
+}

@@ -994,17 +994,21 @@ impl<'a> RecvBatch<'a> {
                 socket.as_raw_fd(),
                 self.hdrs.as_mut_ptr(),
                 k as nix::libc::c_uint,
-                nix::libc::MSG_DONTWAIT,
+                nix::libc::MSG_DONTWAIT as _,
                 std::ptr::null_mut(),
             )
         };
         if r < 0 { Err(nix::errno::Errno::last()) } else { Ok((r as usize).min(k)) }
     }
 
-    /// Datagram `i` of those received: its source, its bytes and, for a
-    /// GRO batch, the segment size.
-    fn datagram(&self, i: usize) -> (SocketAddrV4, &[u8], Option<usize>) {
+    /// Datagram `i` of those received: its source, its bytes, for a GRO
+    /// batch the segment size, and whether the kernel cut it short
+    /// (MSG_TRUNC). `None` without an IPv4 source address.
+    fn datagram(&self, i: usize) -> Option<(SocketAddrV4, &[u8], Option<usize>, bool)> {
         let h = &self.hdrs[i];
+        if (h.msg_hdr.msg_namelen as usize) < std::mem::size_of::<nix::libc::sockaddr_in>() {
+            return None;
+        }
         let name = &self.names[i];
         let src = SocketAddrV4::new(Ipv4Addr::from(u32::from_be(name.sin_addr.s_addr)), u16::from_be(name.sin_port));
         let len = (h.msg_len as usize).min(self.bufs[i].len());
@@ -1012,7 +1016,8 @@ impl<'a> RecvBatch<'a> {
         #[allow(clippy::unnecessary_cast)]
         let ctl_len = (h.msg_hdr.msg_controllen as usize).min(UDP_CMSG_WORDS * 8);
         let ctl = &zerocopy::IntoBytes::as_bytes(&self.cmsgs[i])[..ctl_len];
-        (src, &self.bufs[i][..len], gro_segment(ctl))
+        let truncated = h.msg_hdr.msg_flags & nix::libc::MSG_TRUNC != 0;
+        Some((src, &self.bufs[i][..len], gro_segment(ctl), truncated))
     }
 }
 
@@ -1158,12 +1163,16 @@ impl UdpLink {
         };
         match self.sendmsg_counted(addr, iovs, Some(seg), n as u64) {
             Ok(()) => Some(Ok(())),
-            Err(nix::errno::Errno::EINTR) => Some(Err(LinkError::Io("sendmsg: interrupted 4 times".into()))),
-            Err(e) => {
+            // Interrupted 4 times: datagram by datagram this once.
+            Err(nix::errno::Errno::EINTR) => None,
+            // The kernel or the device cannot segment UDP.
+            Err(e @ (nix::errno::Errno::EINVAL | nix::errno::Errno::EIO | nix::errno::Errno::EOPNOTSUPP)) => {
                 tracing::warn!("UDP GSO refused ({e}): sending datagram by datagram from now on");
                 self.gso.store(false, std::sync::atomic::Ordering::Relaxed);
                 None
             }
+            Err(nix::errno::Errno::EMSGSIZE) => Some(Err(LinkError::TooLarge)),
+            Err(e) => Some(Err(LinkError::Io(format!("sendmsg: {e}")))),
         }
     }
 
@@ -1391,9 +1400,23 @@ impl Link for UdpLink {
             match batch.recv(&self.socket) {
                 Ok(got) => {
                     let mut n = 0;
-                    for (src, data, seg) in (0..got).map(|i| batch.datagram(i)) {
+                    for (src, data, seg, truncated) in (0..got).filter_map(|i| batch.datagram(i)) {
                         // A GRO batch: cut it where the sender's GSO did.
-                        let seg = seg.filter(|&n| n > 0 && n < data.len()).unwrap_or(data.len().max(1));
+                        let gro = seg.filter(|&n| n > 0 && n < data.len());
+                        let seg = gro.unwrap_or(data.len().max(1));
+                        // A datagram larger than the buffer lost its end: of a GRO
+                        // batch the whole frames still count, the cut one is
+                        // dropped; a single datagram is dropped whole.
+                        let data = if truncated {
+                            self.counters.bump(Stat::Dropped);
+                            let whole = gro.map_or(0, |s| data.len() / s * s);
+                            if whole == 0 {
+                                continue;
+                            }
+                            &data[..whole]
+                        } else {
+                            data
+                        };
                         let (gid, port) = (gid_from_ipv4(*src.ip()), src.port());
                         if data.is_empty() {
                             f(Frame { src: gid, src_port: port, ip_id: 0, bytes: &[] });
@@ -1461,6 +1484,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg(target_pointer_width = "64")]
     fn gro_segment_is_found_among_control_messages() {
         fn cmsg(level: i32, kind: i32, data: i32) -> Vec<u8> {
             let mut c = 20usize.to_ne_bytes().to_vec();

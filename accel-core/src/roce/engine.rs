@@ -601,8 +601,15 @@ impl RcQp {
             // Headers and trailers of a batch, reused.
             static ARENA: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
         }
+        // run_end never makes a run longer than UDP_GSO_RUN (the larger N);
+        // were it to, the rest would leave as batches of their own.
+        if pkts.len() > N {
+            for chunk in pkts.chunks(N) {
+                self.send_run::<N>(st, chunk, if chunk.len() > 1 { seg } else { 0 }, ipv4);
+            }
+            return;
+        }
         let (src, dst, port) = ipv4;
-        let pkts = &pkts[..pkts.len().min(N)];
         ARENA.with(|a| {
             let mut arena = a.borrow_mut();
             arena.clear();

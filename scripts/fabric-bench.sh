@@ -54,7 +54,8 @@ for _ in $(seq "$RUNS"); do
     j=$(accel_json -s 64 -n 10000)
     a_lat+=("$(printf '%s' "$j" | field usec_per_iter)")
     a_p50+=("$(printf '%s' "$j" | python3 -c 'import json,sys; print(json.load(sys.stdin)["rtt_usec"]["p50"])')")
-    read -r rl rp < <($FLOOR64 10000)
+    out=$($FLOOR64 10000)
+    read -r rl rp <<<"$out"
     r_lat+=("$rl")
     r_p50+=("$rp")
     f_tcp+=("$(fi_rtt -p tcp -e msg -I 10000 -S 64)")

@@ -67,9 +67,14 @@ pub struct Outcome {
     /// Microseconds per round trip.
     pub usec_per_iter: f64,
     /// The distribution of single round trips (the mean hides whether
-    /// every round trip is slower or a few are very slow).
+    /// every round trip is slower or a few are very slow), over the first
+    /// [`RTT_SAMPLES`].
     pub rtt_usec: Percentiles,
 }
+
+/// Round trips whose times [`Outcome::rtt_usec`] is computed from: the
+/// first million (8 MB), whatever `--iters` asks for.
+const RTT_SAMPLES: usize = 1 << 20;
 
 /// Percentiles of round-trip times, in microseconds.
 #[derive(Clone, Debug, Default, PartialEq, Serialize)]
@@ -359,7 +364,7 @@ impl Side {
 
     /// The exchange: the client sends first; each side answers what it receives.
     pub fn run(&self, remote: &Dest, o: &Options, client: bool) -> Result<Outcome, String> {
-        let mut rtts = Vec::with_capacity(o.iters as usize);
+        let mut rtts = Vec::with_capacity((o.iters as usize).min(RTT_SAMPLES));
         let start = Instant::now();
         let mut sends = 0;
         let mut wcs = Vec::with_capacity(8);
@@ -372,9 +377,12 @@ impl Side {
                 self.receive(2 * i, o.timeout, &mut sends, &mut wcs)?;
                 self.send(remote, 2 * i + 1)?;
             }
-            // Send to send (client) or receive to receive (server): one round trip.
+            // Receive to receive (client) or send to send (server): one
+            // round trip (the server's first also waits for the client).
             let now = Instant::now();
-            rtts.push(now.duration_since(last).as_nanos() as u64);
+            if rtts.len() < RTT_SAMPLES {
+                rtts.push(now.duration_since(last).as_nanos() as u64);
+            }
             last = now;
         }
         let elapsed = start.elapsed();

@@ -310,10 +310,12 @@ pub trait Link: Send + Sync {
     }
 
     /// [`Link::send_segments`] of the frames laid end to end in `buf`, each
-    /// `seg` bytes but the last (which may be shorter): a sender encodes a
-    /// batch into one reused buffer. The default cuts it into frames.
+    /// `seg` bytes but the last (which may be shorter; `seg` 0 means one
+    /// frame): a sender encodes a batch into one reused buffer. The default
+    /// cuts it into frames.
     fn send_segmented(&self, dst: &Gid, buf: &[u8], seg: usize) -> Result<(), LinkError> {
-        self.send_segments(dst, buf.chunks(seg.max(1)).map(<[u8]>::to_vec).collect())
+        let seg = if seg == 0 { buf.len().max(1) } else { seg };
+        self.send_segments(dst, buf.chunks(seg).map(<[u8]>::to_vec).collect())
     }
 
     /// [`Link::send_segmented`] of the bytes of `iov` laid end to end: a
@@ -1336,8 +1338,8 @@ impl Link for UdpLink {
 
     /// One sendmsg(2) of the whole buffer with a UDP_SEGMENT control message.
     fn send_segmented(&self, dst: &Gid, buf: &[u8], seg: usize) -> Result<(), LinkError> {
-        if buf.len() <= seg {
-            return self.send(dst, buf.to_vec());
+        if buf.is_empty() {
+            return Ok(());
         }
         self.send_gather(dst, &[IoSlice::new(buf)], seg)
     }

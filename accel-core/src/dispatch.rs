@@ -338,13 +338,10 @@ impl Call<'_> {
 
     /// Set output array `i`, truncated to its count.
     pub fn output<E: IntoBytes + Immutable>(&mut self, i: usize, data: &[E]) {
-        let max = self.counts.get(i).copied().unwrap_or(0) as usize * self.desc.ptrs.get(i).map_or(0, |p| p.elem.size);
-        let b = data.as_bytes();
-        if let Some(slot) = self.outputs.get_mut(i) {
-            let mut out = BYTES.try_with(|p| p.borrow_mut().take()).unwrap_or_default();
-            out.extend_from_slice(&b[..b.len().min(max)]);
-            *slot = Some(Output(out));
-        }
+        let _ = self.output_with(i, |out| {
+            out.extend_from_slice(data.as_bytes());
+            Ok(())
+        });
     }
 }
 

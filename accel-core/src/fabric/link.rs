@@ -1330,10 +1330,7 @@ impl Link for UdpLink {
             return self.send_many(dst, frames);
         }
         let iovs: Vec<IoSlice<'_>> = frames.iter().map(|f| IoSlice::new(f)).collect();
-        match self.send_gso(dst, &iovs, size, frames.len()) {
-            Some(r) => r,
-            None => self.send_many(dst, frames),
-        }
+        self.send_gather(dst, &iovs, size)
     }
 
     /// One sendmsg(2) of the whole buffer with a UDP_SEGMENT control message.

@@ -673,9 +673,10 @@ impl Packet {
         }
     }
 
-    /// [`Packet::append_for_id_with_payload`] without the payload: appends
-    /// the headers (BTH .. ImmDt) to `out`, then the pad and the ICRC, and
-    /// returns where each of the two pieces is in `out`. The datagram is the
+    /// [`Packet::encode_for_id_with_payload`] without the payload, appended
+    /// to `out` (which may already hold other frames): appends the headers
+    /// (BTH .. ImmDt), then the pad and the ICRC, and returns where each of
+    /// the two pieces is in `out`. The datagram is the
     /// headers, `payload`, then the trailer: a sender hands the three to a
     /// gather send (sendmsg(2) with an iovec each) and never copies the
     /// payload.
@@ -701,25 +702,6 @@ impl Packet {
         (start..head_end, head_end..out.len())
     }
 
-    /// [`Packet::encode_for_id_with_payload`], appended to `out` (which may
-    /// already hold other frames): a sender encodes a batch into one buffer.
-    pub fn append_for_id_with_payload(
-        &self,
-        payload: &[u8],
-        src: Ipv4Addr,
-        dst: Ipv4Addr,
-        src_port: u16,
-        ip_id: u16,
-        out: &mut Vec<u8>,
-    ) {
-        let start = out.len();
-        self.append_body(payload, out);
-        let body = &out[start..];
-        let (ip, udp) = ipv4_udp_headers(src, dst, src_port, body.len() + ICRC_LEN, ip_id);
-        let crc = icrc_ipv4(&ip, &udp, body);
-        out.extend_from_slice(&crc.to_le_bytes());
-    }
-
     /// [`Packet::encode_for_id`] of this packet's headers followed by
     /// `payload` rather than its own payload (which should be empty): a
     /// sender that keeps the message elsewhere encodes each packet straight
@@ -733,8 +715,9 @@ impl Packet {
         src_port: u16,
         ip_id: u16,
     ) -> Vec<u8> {
-        let mut out = Vec::new();
-        self.append_for_id_with_payload(payload, src, dst, src_port, ip_id, &mut out);
+        let mut out = Vec::with_capacity(self.wire_len_with(payload.len()));
+        let (_, trailer) = self.append_split_for_id(payload, src, dst, src_port, ip_id, &mut out);
+        out.splice(trailer.start..trailer.start, payload.iter().copied());
         out
     }
 
@@ -1884,6 +1867,7 @@ mod ip_id_tests {
                     assert_eq!(trailer.len(), usize::from(pad_for(op.header_len() + payload.len())) + ICRC_LEN);
                     let whole = [&out[head], &payload[..], &out[trailer]].concat();
                     assert_eq!(whole, pkt.encode_for_id(a, b, 50_000, id), "{op:?} {len} {id}");
+                    assert_eq!(headers.encode_for_id_with_payload(&payload, a, b, 50_000, id), whole);
                     assert_eq!(Packet::decode_from_id(a, b, 50_000, id, &whole), Ok(pkt.clone()));
                 }
             }
